@@ -1,0 +1,288 @@
+"""The FastAPI intake: ``create_app(settings)`` wires the routes to their collaborators.
+
+Routes stay thin: authenticate, parse, call the service functions below, shape the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import asyncpg
+import orjson
+import redis.asyncio as aioredis
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.responses import Response
+from redis.exceptions import RedisError
+
+from api.idempotency import Claimed, Completed, IdempotencyStore, InFlight, StoredResponse
+from api.problems import Problem, handle_problem, handle_unexpected
+from api.publisher import BrokerUnavailable, KafkaPublisher
+from api.schemas import PaymentCreate, PaymentView, parse_payment_create
+from api.settings import ApiSettings
+from models.events import PaymentRequested, encode
+from models.ids import IDEMPOTENCY_KEY_LEN_MAX, new_event_id, payment_id_for
+from models.money import Money
+from models.topics import PAYMENTS_REQUESTED
+from warehouse.merchants import merchant_for_key
+from warehouse.payments import get_payment
+
+log = logging.getLogger("rizzpay.api")
+
+
+@dataclass
+class Services:
+    settings: ApiSettings
+    pool: asyncpg.Pool
+    idempotency: IdempotencyStore
+    publisher: KafkaPublisher
+    requested_topic: str
+    # api key -> (merchant_id, cached until monotonic seconds)
+    key_cache: dict[str, tuple[str, float]] = field(default_factory=dict)
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = await asyncpg.create_pool(
+            settings.pg_dsn, min_size=1, max_size=settings.pg_pool_size_max
+        )
+        redis_client = aioredis.from_url(settings.redis_url)
+        publisher = KafkaPublisher(
+            settings.kafka_bootstrap, delivery_timeout_ms=settings.publish_timeout_ms
+        )
+        app.state.services = Services(
+            settings=settings,
+            pool=pool,
+            idempotency=IdempotencyStore(
+                redis_client,
+                ttl_s=settings.idempotency_ttl_s,
+                in_flight_ttl_s=settings.idempotency_in_flight_ttl_s,
+            ),
+            publisher=publisher,
+            requested_topic=PAYMENTS_REQUESTED.full_name(settings.topic_prefix),
+        )
+        try:
+            yield
+        finally:
+            publisher.close()
+            await redis_client.aclose()
+            await pool.close()
+
+    app = FastAPI(
+        title="RizzPay API",
+        version="1.0.0",
+        lifespan=lifespan,
+        description="Payments intake: every accepted payment is durable on Kafka.",
+    )
+    app.add_exception_handler(Problem, handle_problem)
+    app.add_exception_handler(Exception, handle_unexpected)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/payments", status_code=202, response_model=PaymentView)
+    async def create_payment(
+        request: Request,
+        merchant_id: Annotated[str, Depends(authenticate)],
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> Response:
+        services: Services = request.app.state.services
+        key = _check_idempotency_key(idempotency_key)
+        body = parse_payment_create(await request.body())
+        stored, replayed = await accept_payment(services, merchant_id, key, body)
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        return Response(
+            orjson.dumps(stored.body),
+            status_code=stored.status,
+            media_type="application/json",
+            headers=headers,
+        )
+
+    @app.get("/v1/payments/{payment_id}", response_model=PaymentView)
+    async def read_payment(
+        payment_id: str, request: Request, merchant_id: Annotated[str, Depends(authenticate)]
+    ) -> dict[str, Any]:
+        services: Services = request.app.state.services
+        return await find_payment(services, merchant_id, payment_id)
+
+    return app
+
+
+async def authenticate(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> str:
+    """The merchant named by a ``Bearer`` API key, or a 401 problem."""
+    services: Services = request.app.state.services
+    if not authorization or not authorization.startswith("Bearer "):
+        raise Problem(
+            401,
+            "unauthenticated",
+            "API key required",
+            "Send 'Authorization: Bearer <api key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    api_key = authorization.removeprefix("Bearer ").strip()
+    now = time.monotonic()
+    cached = services.key_cache.get(api_key)
+    if cached and cached[1] > now:
+        return cached[0]
+    merchant_id = await merchant_for_key(services.pool, api_key)
+    if merchant_id is None:
+        raise Problem(
+            401, "invalid_api_key", "API key not recognised", headers={"WWW-Authenticate": "Bearer"}
+        )
+    services.key_cache[api_key] = (merchant_id, now + services.settings.api_key_cache_ttl_s)
+    return merchant_id
+
+
+def _check_idempotency_key(key: str | None) -> str:
+    if key is None or not key.strip():
+        raise Problem(400, "missing_idempotency_key", "Idempotency-Key header required")
+    if len(key) > IDEMPOTENCY_KEY_LEN_MAX or not key.isprintable():
+        raise Problem(
+            400,
+            "invalid_idempotency_key",
+            "Idempotency-Key is invalid",
+            f"at most {IDEMPOTENCY_KEY_LEN_MAX} printable characters",
+        )
+    return key
+
+
+def _reused_key() -> Problem:
+    return Problem(
+        422,
+        "idempotency_key_reused",
+        "Idempotency-Key already used for a different request",
+        "Use a new key for a new payment",
+    )
+
+
+async def accept_payment(
+    services: Services, merchant_id: str, key: str, body: PaymentCreate
+) -> tuple[StoredResponse, bool]:
+    """Publish a payment once per (merchant, key).  Returns the response and whether it is a
+    replay of an earlier one."""
+    fingerprint = body.fingerprint()
+    payment_id = payment_id_for(merchant_id, key)
+    store = services.idempotency
+    try:
+        claim = await store.claim(merchant_id, key, fingerprint)
+    except RedisError:
+        # The fast path is down; PostgreSQL and the stream's own dedupe still keep us correct.
+        log.warning("idempotency store unavailable; relying on the payment state")
+        claim = Claimed()
+    if isinstance(claim, InFlight | Completed) and not claim.same_request:
+        raise _reused_key()
+    if isinstance(claim, InFlight):
+        raise Problem(
+            409,
+            "idempotency_request_in_flight",
+            "A request with this Idempotency-Key is in progress",
+            headers={"Retry-After": "1"},
+        )
+    if isinstance(claim, Completed):
+        return claim.response, True
+
+    try:
+        # Redis may have forgotten the key; the book of record has not.
+        existing = await get_payment(services.pool, payment_id)
+        if existing is not None:
+            if existing["request_fingerprint"] != fingerprint:
+                raise _reused_key()
+            stored = StoredResponse(202, _view(existing))
+            await _complete(store, merchant_id, key, fingerprint, stored)
+            return stored, True
+        event = PaymentRequested(
+            event_id=new_event_id(),
+            payment_id=payment_id,
+            merchant_id=merchant_id,
+            occurred_at=datetime.now(UTC),
+            request_fingerprint=fingerprint,
+            amount=Money(minor=body.amount, currency=body.currency),
+            method=body.method,
+            customer_id=body.customer_id,
+            description=body.description,
+            capture=body.capture,
+        )
+        await services.publisher.publish(services.requested_topic, payment_id, encode(event))
+    except BrokerUnavailable as exc:
+        await _release(store, merchant_id, key)
+        raise Problem(
+            503,
+            "broker_unavailable",
+            "Payments are temporarily not accepted",
+            "Nothing was accepted; retry with the same Idempotency-Key",
+            headers={"Retry-After": str(services.settings.retry_after_s)},
+        ) from exc
+    except BaseException:
+        await _release(store, merchant_id, key)
+        raise
+    view = PaymentView(
+        id=payment_id,
+        merchant_id=merchant_id,
+        status="pending",
+        amount=body.amount,
+        currency=body.currency,
+        method=body.method.type,
+        created_at=event.occurred_at,
+    ).model_dump(mode="json")
+    stored = StoredResponse(202, view)
+    await _complete(store, merchant_id, key, fingerprint, stored)
+    try:
+        await store.remember_accepted(payment_id, view)
+    except RedisError:
+        log.warning("could not cache accepted payment %s", payment_id)
+    return stored, False
+
+
+async def _complete(
+    store: IdempotencyStore, merchant_id: str, key: str, fingerprint: str, stored: StoredResponse
+) -> None:
+    try:
+        await store.complete(merchant_id, key, fingerprint, stored)
+    except RedisError:
+        log.warning("could not store idempotent response for %s", merchant_id)
+
+
+async def _release(store: IdempotencyStore, merchant_id: str, key: str) -> None:
+    try:
+        await store.release(merchant_id, key)
+    except RedisError:
+        log.warning("could not release idempotency claim for %s", merchant_id)
+
+
+def _view(row: asyncpg.Record) -> dict[str, Any]:
+    return PaymentView(
+        id=row["payment_id"],
+        merchant_id=row["merchant_id"],
+        status=row["status"],
+        amount=row["amount_minor"],
+        currency=row["currency"].strip(),
+        method=row["method"],
+        decline_code=row["decline_code"],
+        created_at=row["requested_at"],
+        updated_at=row["updated_at"],
+    ).model_dump(mode="json")
+
+
+async def find_payment(services: Services, merchant_id: str, payment_id: str) -> dict[str, Any]:
+    """A merchant's payment: its recorded state, or ``pending`` while the stream decides it."""
+    row = await get_payment(services.pool, payment_id)
+    if row is not None and row["merchant_id"] == merchant_id:
+        return _view(row)
+    if row is None:
+        try:
+            accepted = await services.idempotency.accepted(payment_id)
+        except RedisError:
+            accepted = None
+        if accepted is not None and accepted["merchant_id"] == merchant_id:
+            return accepted
+    # Another merchant's payment is indistinguishable from a missing one.
+    raise Problem(404, "payment_not_found", "No such payment", f"payment {payment_id} not found")

@@ -1,0 +1,117 @@
+"""The REST API's request and response bodies, and their conversion to and from events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from api.problems import Problem
+from models.methods import RTGS_MIN_MINOR_INR, PaymentMethod
+from models.money import INT64_MAX, AmountMinor, check_currency
+
+
+class PaymentCreate(BaseModel):
+    """``POST /v1/payments``: ``amount`` is an integer in minor units (paise for INR)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    amount: AmountMinor
+    currency: str = Field(min_length=3, max_length=3)
+    method: PaymentMethod
+    customer_id: str | None = Field(default=None, max_length=64)
+    description: str | None = Field(default=None, max_length=255)
+    capture: Literal["automatic", "manual"] = "automatic"
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        return check_currency(value)
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical request: equal bodies, however formatted, match."""
+        canonical = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(canonical).hexdigest()
+
+
+class PaymentView(BaseModel):
+    """A payment as the API shows it."""
+
+    id: str
+    object: Literal["payment"] = "payment"
+    merchant_id: str
+    status: str
+    amount: int
+    currency: str
+    method: str
+    decline_code: str | None = None
+    created_at: datetime
+    updated_at: datetime | None = None
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_payment_create(raw: bytes) -> PaymentCreate:
+    """Parse and validate a create-payment body, or raise a 4xx :class:`Problem`.
+
+    The standard library parser is used on purpose: it keeps integers beyond 64 bits exact, so
+    an oversized amount is reported as out of range rather than silently becoming a float.
+    """
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Problem(400, "invalid_json", "Body is not valid JSON", str(exc)) from exc
+    if not isinstance(data, dict):
+        raise Problem(400, "invalid_json", "Body must be a JSON object")
+    try:
+        request = PaymentCreate.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_problem(exc) from exc
+    if request.method.type == "rtgs" and request.amount < RTGS_MIN_MINOR_INR:
+        raise Problem(
+            422,
+            "amount_below_minimum",
+            "Amount below the RTGS minimum",
+            f"RTGS transfers start at {RTGS_MIN_MINOR_INR} paise (₹2 lakh); use NEFT or IMPS",
+        )
+    return request
+
+
+# The first matching (field, pydantic error type) decides the stable code.
+_CODES: tuple[tuple[str | None, str | None, str, str], ...] = (
+    (None, "extra_forbidden", "unknown_field", "Unknown field"),
+    ("amount", "greater_than", "amount_not_positive", "Amount must be positive"),
+    ("amount", "less_than_equal", "amount_out_of_range", "Amount out of range"),
+    ("amount", None, "invalid_amount", "Amount must be an integer in minor units"),
+    ("currency", None, "unsupported_currency", "Currency not supported"),
+    ("method", None, "invalid_method", "Payment method is invalid"),
+)
+
+
+def _validation_problem(exc: ValidationError) -> Problem:
+    errors = [
+        {
+            "field": ".".join(str(p) for p in err["loc"]),
+            "type": err["type"],
+            "message": err["msg"],
+        }
+        for err in exc.errors()
+    ]
+    first = exc.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else None
+    for want_field, want_type, code, title in _CODES:
+        if (want_field is None or want_field == field) and (
+            want_type is None or want_type == first["type"]
+        ):
+            detail = errors[0]["message"]
+            if code == "amount_out_of_range":
+                detail = f"amount must be at most {INT64_MAX} minor units"
+            return Problem(422, code, title, f"{errors[0]['field']}: {detail}", errors=errors)
+    message = errors[0]["message"]
+    return Problem(422, "validation_error", "Request is invalid", message, errors=errors)

@@ -1,0 +1,126 @@
+"""The topic registry: every topic's name, partitions, configs, key, schemas and consumers.
+
+No topic name is a string literal anywhere else.  ``examples/<topic>/`` beside this file holds
+one example payload per schema, and ``tests/unit/test_topic_contracts.py`` runs every example
+through every consumer listed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from models.events import (
+    DeadLetter,
+    DecodeError,
+    PaymentAuthorized,
+    PaymentCaptured,
+    PaymentDeclined,
+    PaymentExpired,
+    PaymentFailed,
+    PaymentRefunded,
+    PaymentRequested,
+    PaymentVoided,
+)
+
+EXAMPLES_DIR = Path(__file__).parent / "examples"
+
+# Seven days: long enough to replay after a weekend outage; the ledger, not Kafka, is the record.
+_RETENTION_7D_MS = str(7 * 24 * 3600 * 1000)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic.  ``consumers`` are dotted paths of the pure functions that read it."""
+
+    name: str
+    partitions: int
+    key: str
+    schemas: tuple[type[BaseModel], ...]
+    consumers: tuple[str, ...]
+    config: Mapping[str, str] = field(default_factory=dict)
+
+    def full_name(self, prefix: str = "") -> str:
+        """The topic's name on the broker, under an optional namespace ``prefix``."""
+        return f"{prefix}{self.name}"
+
+    def schema_for(self, event_type: str, schema_version: int) -> type[BaseModel]:
+        for model in self.schemas:
+            fields = model.model_fields
+            if fields["event_type"].default == event_type:
+                if fields["schema_version"].default == schema_version:
+                    return model
+                raise DecodeError(
+                    "unsupported_schema_version",
+                    f"{event_type} v{schema_version} is not a schema of {self.name}",
+                )
+        raise DecodeError("unknown_event_type", f"{event_type!r} is not carried by {self.name}")
+
+    def decode(self, raw: bytes) -> BaseModel:
+        """Decode bytes read from this topic into their event model.
+
+        Raises :class:`DecodeError` with a stable ``code`` (``invalid_json``,
+        ``unknown_event_type``, ``unsupported_schema_version``, ``schema_mismatch``).
+        """
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError("invalid_json", str(exc)) from exc
+        if not isinstance(data, dict):
+            raise DecodeError("schema_mismatch", "payload is not a JSON object")
+        event_type, version = data.get("event_type"), data.get("schema_version")
+        if not isinstance(event_type, str) or not isinstance(version, int):
+            raise DecodeError("schema_mismatch", "event_type or schema_version missing")
+        model = self.schema_for(event_type, version)
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "(root)"
+            raise DecodeError("schema_mismatch", f"{where}: {first['msg']}") from exc
+
+    def examples(self) -> list[Path]:
+        return sorted((EXAMPLES_DIR / self.name).glob("*.json"))
+
+
+PAYMENTS_REQUESTED = TopicSpec(
+    name="payments.requested",
+    partitions=6,
+    key="payment_id",
+    schemas=(PaymentRequested,),
+    consumers=("streams.authorization.process_requested",),
+    config={"retention.ms": _RETENTION_7D_MS, "min.insync.replicas": "1"},
+)
+
+PAYMENTS_LIFECYCLE = TopicSpec(
+    name="payments.lifecycle",
+    partitions=6,
+    key="payment_id",
+    schemas=(
+        PaymentAuthorized,
+        PaymentDeclined,
+        PaymentCaptured,
+        PaymentVoided,
+        PaymentRefunded,
+        PaymentFailed,
+        PaymentExpired,
+    ),
+    consumers=("streams.ledger.entry_for",),
+    config={"retention.ms": _RETENTION_7D_MS, "min.insync.replicas": "1"},
+)
+
+PAYMENTS_DEADLETTER = TopicSpec(
+    name="payments.deadletter",
+    partitions=1,
+    key="source topic/partition/offset",
+    schemas=(DeadLetter,),
+    consumers=(),
+    # Dead letters are evidence: keep them 30 days for someone to read and replay.
+    config={"retention.ms": str(30 * 24 * 3600 * 1000)},
+)
+
+TOPICS: tuple[TopicSpec, ...] = (PAYMENTS_REQUESTED, PAYMENTS_LIFECYCLE, PAYMENTS_DEADLETTER)

@@ -1,0 +1,42 @@
+"""Builds the Faust app.  Nothing is created at import time: ``create_app(settings)`` is called
+by the worker entry point (and by tests) with settings read once there."""
+
+from __future__ import annotations
+
+import faust
+
+from models.topics import TopicSpec
+from streams.settings import WorkerSettings
+
+
+def create_app(settings: WorkerSettings) -> faust.App:
+    app = faust.App(
+        f"{settings.topic_prefix}{settings.app_id}",
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        producer_acks=-1,
+        broker_commit_interval=settings.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=False,
+        web_port=settings.web_port,
+        # Our own registry decides partitions; Faust must not create topics with its defaults.
+        topic_allow_declare=False,
+    )
+    # Imported here because the agents' module needs ``raw_topic`` from this one.
+    from streams import payments  # noqa: PLC0415
+
+    payments.install(app, settings)
+    return app
+
+
+def raw_topic(app: faust.App, spec: TopicSpec, prefix: str) -> faust.TopicT:
+    """A Faust topic over raw bytes: agents decode with the registry so that a bad message
+    becomes a dead letter instead of an exception inside Faust's deserializer."""
+    return app.topic(
+        spec.full_name(prefix),
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=spec.partitions,
+    )

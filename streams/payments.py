@@ -1,0 +1,233 @@
+"""The payments agent: requested payments in; decisions, ledger postings and lifecycle events out.
+
+A thin shell: decode with the topic registry, decide with ``streams.authorization``, post with
+``warehouse.payments.apply_decisions`` (idempotent), then emit lifecycle events whose ids are
+derived from the payment.  Delivery is at-least-once and the effect exactly-once: a batch that
+is redelivered after a crash records nothing new and re-emits the same event ids.
+
+Concurrency is 1 on purpose: with more, Faust can commit an offset past a batch still in flight
+(faust-streaming #606) and a crash would lose it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import asyncpg
+import faust
+from faust.streams import Stream
+from faust.types import EventT
+
+from models.events import DeadLetter, DecodeError, PaymentRequested, encode
+from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
+from streams.app import raw_topic
+from streams.authorization import process_requested
+from streams.ledger import entry_for
+from streams.settings import WorkerSettings
+from warehouse.payments import BatchResult, Decided, apply_decisions
+
+log = logging.getLogger("rizzpay.streams.payments")
+
+CONSUMER_NAME = "payments.authorize_and_post"
+T = TypeVar("T")
+Event = EventT[bytes]
+
+# Errors that go away by themselves: the database or network is briefly unavailable.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.SerializationError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.InterfaceError,
+)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message that cannot be processed, with its stable reason code."""
+
+    event: Event
+    code: str
+    reason: str
+
+
+async def retry_transient(
+    action: Callable[[], Awaitable[T]], *, backoff_s_max: float, what: str
+) -> T:
+    """Run ``action`` until it succeeds or fails permanently, backing off on transient errors."""
+    delay_s = 0.1
+    while True:
+        try:
+            return await action()
+        except TRANSIENT_ERRORS as exc:
+            log.warning("%s failed transiently (%s); retrying in %.1fs", what, exc, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, backoff_s_max)
+
+
+def dead_letter_for(rejected: Rejected, *, failed_at: datetime) -> DeadLetter:
+    message = rejected.event.message
+    key = message.key
+    return DeadLetter(
+        source_topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
+        value=bytes(message.value or b"").decode("utf-8", "replace"),
+        error_code=rejected.code,
+        reason=rejected.reason,
+        consumer=CONSUMER_NAME,
+        failed_at=failed_at,
+    )
+
+
+def decode_batch(events: Sequence[Event]) -> tuple[list[tuple[Event, Decided]], list[Rejected]]:
+    """Decode and decide every message of a batch; undecodable ones become rejections."""
+    decided: list[tuple[Event, Decided]] = []
+    rejected: list[Rejected] = []
+    for event in events:
+        raw = event.value
+        try:
+            if not isinstance(raw, bytes):
+                raise DecodeError("invalid_json", "message has no value")
+            request = PAYMENTS_REQUESTED.decode(raw)
+            assert isinstance(request, PaymentRequested)
+        except DecodeError as exc:
+            rejected.append(Rejected(event, exc.code, exc.reason))
+            continue
+        key = event.message.key
+        if key is not None and key != request.payment_id.encode():
+            rejected.append(Rejected(event, "key_mismatch", "message key is not its payment_id"))
+            continue
+        outcome = process_requested(request)
+        decided.append((event, Decided(request, outcome, entry_for(outcome))))
+    return decided, rejected
+
+
+class PaymentsProcessor:
+    """Holds the agent's connections; ``handle`` processes one batch."""
+
+    def __init__(self, app: faust.App, settings: WorkerSettings) -> None:
+        self.settings = settings
+        prefix = settings.topic_prefix
+        self.lifecycle = raw_topic(app, PAYMENTS_LIFECYCLE, prefix)
+        self.deadletter = raw_topic(app, PAYMENTS_DEADLETTER, prefix)
+        self._pool: asyncpg.Pool | None = None
+
+    async def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await retry_transient(
+                lambda: asyncpg.create_pool(
+                    self.settings.pg_dsn, min_size=1, max_size=self.settings.pg_pool_size_max
+                ),
+                backoff_s_max=self.settings.retry_backoff_s_max,
+                what="connecting to PostgreSQL",
+            )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+    async def _apply(self, batch: list[Decided]) -> BatchResult:
+        pool = await self.pool()
+
+        async def run() -> BatchResult:
+            async with pool.acquire() as conn:
+                return await apply_decisions(conn, batch)
+
+        return await retry_transient(
+            run, backoff_s_max=self.settings.retry_backoff_s_max, what="posting a batch"
+        )
+
+    async def handle(self, events: Sequence[Event]) -> BatchResult:
+        decided, rejected = decode_batch(events)
+        result = BatchResult([], [], [])
+        if decided:
+            try:
+                result = await self._apply([d for _, d in decided])
+            except asyncpg.PostgresError:
+                # A permanent database error (say, a payment of an unknown merchant) must not
+                # hold back the rest: apply one by one and dead-letter the ones that fail.
+                log.exception("batch refused by PostgreSQL; applying one payment at a time")
+                result, refused = await self._apply_each(decided)
+                rejected.extend(refused)
+        by_payment = {d.request.payment_id: e for e, d in decided}
+        rejected.extend(
+            Rejected(
+                by_payment[c.request.payment_id],
+                "idempotency_conflict",
+                f"{c.request.payment_id} was already created by a different request",
+            )
+            for c in result.conflicts
+        )
+        await self._emit(result, rejected)
+        return result
+
+    async def _apply_each(
+        self, decided: list[tuple[Event, Decided]]
+    ) -> tuple[BatchResult, list[Rejected]]:
+        merged = BatchResult([], [], [])
+        refused: list[Rejected] = []
+        for event, item in decided:
+            try:
+                one = await self._apply([item])
+            except asyncpg.PostgresError as exc:
+                refused.append(Rejected(event, "database_refused", f"{type(exc).__name__}: {exc}"))
+                continue
+            merged.recorded.extend(one.recorded)
+            merged.replayed.extend(one.replayed)
+            merged.conflicts.extend(one.conflicts)
+        return merged, refused
+
+    async def _emit(self, result: BatchResult, rejected: list[Rejected]) -> None:
+        """Send lifecycle events (again, for replays: same ids) and dead letters, and wait for
+        the broker to acknowledge them all before the batch's offsets may be committed."""
+        pending: list[Awaitable[Any]] = []
+        for item in [*result.recorded, *result.replayed]:
+            outcome = item.outcome
+            pending.append(
+                await self.lifecycle.send(key=outcome.payment_id.encode(), value=encode(outcome))
+            )
+        now = datetime.now(UTC)
+        for rejection in rejected:
+            letter = dead_letter_for(rejection, failed_at=now)
+            log.warning("dead-lettering %s: %s", letter.error_code, letter.reason)
+            pending.append(
+                await self.deadletter.send(
+                    key=f"{letter.source_topic}/{letter.partition}/{letter.offset}".encode(),
+                    value=encode(letter),
+                )
+            )
+        if pending:
+            await asyncio.gather(*pending)
+
+
+def install(app: faust.App, settings: WorkerSettings) -> PaymentsProcessor:
+    """Register the payments agent on ``app``."""
+    processor = PaymentsProcessor(app, settings)
+    requested = raw_topic(app, PAYMENTS_REQUESTED, settings.topic_prefix)
+
+    @app.agent(requested, name=CONSUMER_NAME, concurrency=1)
+    async def authorize_and_post(stream: faust.StreamT[bytes]) -> None:
+        assert isinstance(stream, Stream)  # StreamT's hints lack take_events
+        async for events in stream.take_events(
+            settings.batch_size_max, within=settings.batch_wait_s
+        ):
+            result = await processor.handle(events)
+            log.debug(
+                "batch: %d recorded, %d replayed, %d conflicts",
+                len(result.recorded),
+                len(result.replayed),
+                len(result.conflicts),
+            )
+
+    return processor

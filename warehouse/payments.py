@@ -1,0 +1,185 @@
+"""Payment state and ledger postings in PostgreSQL: the worker's writes and the API's reads.
+
+``apply_decisions`` is the one place a decided payment reaches the book of record.  It runs a
+whole batch in one transaction and is idempotent: a payment already recorded is not recorded
+again, and a journal entry already posted is not posted again, so redelivered messages (after a
+crash, a rebalance, a replay) change nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+
+from models.events import PaymentAuthorized, PaymentDeclined, PaymentRequested
+from streams.ledger import JournalEntry, account_owner_kind
+
+
+@dataclass(frozen=True)
+class Decided:
+    request: PaymentRequested
+    outcome: PaymentAuthorized | PaymentDeclined
+    entry: JournalEntry | None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    recorded: list[Decided]        # new payments, recorded now
+    replayed: list[Decided]        # already recorded with the same request: nothing changed
+    conflicts: list[Decided]       # payment id taken by a different request: refused
+
+
+async def apply_decisions(conn: asyncpg.Connection, batch: Sequence[Decided]) -> BatchResult:
+    """Record decisions and post their journal entries, exactly once per payment."""
+    # One decision per payment id within the batch: a duplicate message is a replay.
+    unique: dict[str, Decided] = {}
+    in_batch_dupes: list[Decided] = []
+    for item in batch:
+        pid = item.request.payment_id
+        if pid in unique:
+            in_batch_dupes.append(item)
+        else:
+            unique[pid] = item
+    items = list(unique.values())
+    async with conn.transaction():
+        inserted = await conn.fetch(
+            """INSERT INTO payments (payment_id, merchant_id, request_fingerprint, amount_minor,
+                   currency, method, status, decline_code, requested_at, last_event_id)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],
+                   $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])
+               ON CONFLICT (payment_id) DO NOTHING
+               RETURNING payment_id""",
+            [i.request.payment_id for i in items],
+            [i.request.merchant_id for i in items],
+            [i.request.request_fingerprint for i in items],
+            [i.request.amount.minor for i in items],
+            [i.request.amount.currency for i in items],
+            [i.request.method.type for i in items],
+            [_status(i) for i in items],
+            [getattr(i.outcome, "decline_code", None) for i in items],
+            [i.request.occurred_at for i in items],
+            [i.outcome.event_id for i in items],
+        )
+        new_ids = {r["payment_id"] for r in inserted}
+        recorded = [i for i in items if i.request.payment_id in new_ids]
+        seen = [i for i in items if i.request.payment_id not in new_ids] + in_batch_dupes
+        replayed, conflicts = await _split_seen(conn, seen)
+        entries = [i.entry for i in recorded if i.entry is not None]
+        if entries:
+            await _post(conn, entries)
+        if conflicts:
+            await conn.executemany(
+                """INSERT INTO payment_conflicts (event_id, payment_id, request_fingerprint)
+                   VALUES ($1, $2, $3) ON CONFLICT DO NOTHING""",
+                [
+                    (c.request.event_id, c.request.payment_id, c.request.request_fingerprint)
+                    for c in conflicts
+                ],
+            )
+    return BatchResult(recorded, replayed, conflicts)
+
+
+def _status(item: Decided) -> str:
+    return "authorized" if isinstance(item.outcome, PaymentAuthorized) else "declined"
+
+
+async def _split_seen(
+    conn: asyncpg.Connection, seen: list[Decided]
+) -> tuple[list[Decided], list[Decided]]:
+    if not seen:
+        return [], []
+    rows = await conn.fetch(
+        "SELECT payment_id, request_fingerprint FROM payments WHERE payment_id = ANY($1::text[])",
+        [s.request.payment_id for s in seen],
+    )
+    fingerprints = {r["payment_id"]: r["request_fingerprint"] for r in rows}
+    replayed: list[Decided] = []
+    conflicts: list[Decided] = []
+    for item in seen:
+        same = fingerprints.get(item.request.payment_id) == item.request.request_fingerprint
+        (replayed if same else conflicts).append(item)
+    return replayed, conflicts
+
+
+async def _post(conn: asyncpg.Connection, entries: list[JournalEntry]) -> None:
+    postings = [(e, p) for e in entries for p in e.postings]
+    accounts = {p.account_id: (*account_owner_kind(p.account_id), e.currency) for e, p in postings}
+    await conn.executemany(
+        """INSERT INTO ledger_accounts (account_id, owner, kind, currency)
+           VALUES ($1, $2, $3, $4) ON CONFLICT (account_id) DO NOTHING""",
+        [(account, *rest) for account, rest in accounts.items()],
+    )
+    await conn.execute(
+        """INSERT INTO journal_entries (entry_id, payment_id, merchant_id, kind, currency)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+           ON CONFLICT (entry_id) DO NOTHING""",
+        [e.entry_id for e in entries],
+        [e.payment_id for e in entries],
+        [e.merchant_id for e in entries],
+        [e.kind for e in entries],
+        [e.currency for e in entries],
+    )
+    await conn.execute(
+        """INSERT INTO postings (posting_id, entry_id, account_id, amount_minor, currency)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[])
+           ON CONFLICT (posting_id) DO NOTHING""",
+        [p.posting_id for _, p in postings],
+        [e.entry_id for e, _ in postings],
+        [p.account_id for _, p in postings],
+        [p.amount_minor for _, p in postings],
+        [e.currency for e, _ in postings],
+    )
+
+
+async def get_payment(pool: asyncpg.Pool, payment_id: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await pool.fetchrow(
+        """SELECT payment_id, merchant_id, request_fingerprint, status, amount_minor, currency,
+                  method, decline_code, requested_at, updated_at
+             FROM payments WHERE payment_id = $1""",
+        payment_id,
+    )
+    return row
+
+
+@dataclass(frozen=True)
+class MerchantTotals:
+    merchant_id: str
+    currency: str
+    authorized_count: int
+    authorized_minor: int
+    declined_count: int
+    pending_balance_minor: int  # what the ledger owes the merchant (credit-normal, positive)
+
+
+async def merchant_totals(pool: asyncpg.Pool) -> list[MerchantTotals]:
+    """Per merchant and currency: payments decided, and the ledger's pending balance."""
+    rows = await pool.fetch(
+        """WITH p AS (
+               SELECT merchant_id, currency,
+                      count(*) FILTER (WHERE status = 'authorized') AS authorized_count,
+                      coalesce(sum(amount_minor) FILTER (WHERE status = 'authorized'), 0)
+                          AS authorized_minor,
+                      count(*) FILTER (WHERE status = 'declined') AS declined_count
+                 FROM payments GROUP BY merchant_id, currency),
+           l AS (
+               SELECT a.owner AS merchant_id, a.currency, -sum(po.amount_minor) AS balance
+                 FROM postings po JOIN ledger_accounts a USING (account_id)
+                WHERE a.kind = 'pending' AND a.owner <> 'platform'
+                GROUP BY a.owner, a.currency)
+           SELECT p.*, coalesce(l.balance, 0) AS pending_balance_minor
+             FROM p LEFT JOIN l USING (merchant_id, currency)
+            ORDER BY merchant_id, currency"""
+    )
+    return [
+        MerchantTotals(
+            r["merchant_id"],
+            r["currency"].strip(),
+            r["authorized_count"],
+            int(r["authorized_minor"]),
+            r["declined_count"],
+            int(r["pending_balance_minor"]),
+        )
+        for r in rows
+    ]
