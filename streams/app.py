@@ -19,8 +19,9 @@ def create_app(settings: WorkerSettings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         web_port=settings.web_port,
-        # Our own registry decides partitions; Faust must not create topics with its defaults.
-        topic_allow_declare=False,
+        # ``rizzpay migrate`` creates the registry's topics first, so Faust only ever declares
+        # its own internal ones (the leader-election topic).
+        topic_allow_declare=True,
     )
     # Imported here because the agents' module needs ``raw_topic`` from this one.
     from streams import payments  # noqa: PLC0415

@@ -26,8 +26,12 @@ def body(**overrides: object) -> bytes:
         (body(amount=0), 422, "amount_not_positive"),
         (body(amount=-100), 422, "amount_not_positive"),
         (body(amount=2**63), 422, "amount_out_of_range"),
-        (b'{"amount": 99999999999999999999999, "currency": "INR", "method": '
-         b'{"type": "upi", "vpa": "a@b"}}', 422, "amount_out_of_range"),
+        (
+            b'{"amount": 99999999999999999999999, "currency": "INR", "method": '
+            b'{"type": "upi", "vpa": "a@b"}}',
+            422,
+            "amount_out_of_range",
+        ),
         (body(amount=499.5), 422, "invalid_amount"),
         (body(amount="49900"), 422, "invalid_amount"),
         (body(currency="XYZ"), 422, "unsupported_currency"),
@@ -35,8 +39,11 @@ def body(**overrides: object) -> bytes:
         (body(tip=10), 422, "unknown_field"),
         (body(method={"type": "upi", "vpa": "no-at-sign"}), 422, "invalid_method"),
         (body(method={"type": "card", "number": "4111111111111111"}), 422, "invalid_method"),
-        (body(method={"type": "rtgs", "ifsc": "HDFC0001234", "account_last4": "1234"}),
-         422, "amount_below_minimum"),
+        (
+            body(method={"type": "rtgs", "ifsc": "HDFC0001234", "account_last4": "1234"}),
+            422,
+            "amount_below_minimum",
+        ),
     ],
 )
 def test_bad_body_is_a_problem_with_stable_code(raw: bytes, status: int, code: str) -> None:
@@ -55,8 +62,9 @@ def test_raw_card_number_never_accepted_and_never_echoed() -> None:
 
 def test_valid_body_and_fingerprint_ignores_formatting() -> None:
     a = parse_payment_create(body())
-    b = parse_payment_create(b'{ "method": {"vpa": "ravi@okicici", "type": "upi"},'
-                             b' "currency": "INR", "amount": 49900 }')
+    b = parse_payment_create(
+        b'{ "method": {"vpa": "ravi@okicici", "type": "upi"}, "currency": "INR", "amount": 49900 }'
+    )
     assert a.amount == 49900 and a.fingerprint() == b.fingerprint()
     assert parse_payment_create(body(amount=49901)).fingerprint() != a.fingerprint()
 

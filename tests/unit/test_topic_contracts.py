@@ -34,7 +34,7 @@ def test_example_decodes_and_every_consumer_accepts_it(spec: TopicSpec, path: Pa
         if isinstance(out, JournalEntry):
             assert sum(p.amount_minor for p in out.postings) == 0
         if out is not None and hasattr(out, "payment_id"):
-            assert out.payment_id == getattr(event, "payment_id")
+            assert out.payment_id == event.payment_id
 
 
 @pytest.mark.parametrize("spec", TOPICS, ids=[s.name for s in TOPICS])

@@ -1,0 +1,157 @@
+"""A payment's whole way: API → Kafka → worker → PostgreSQL ledger → lifecycle event."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import asyncpg
+import httpx
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from models.config import ServiceEndpoints
+from models.events import PaymentRequested, encode
+from models.ids import new_event_id, payment_id_for
+from models.methods import UpiMethod
+from models.money import Money
+from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
+from tests.conftest import Merchant, WorkerProcess, wait_for
+from tests.integration.kafka_helpers import read_topic
+from tests.integration.ledger_checks import assert_ledger_invariants
+
+pytestmark = pytest.mark.integration
+
+METHODS = [
+    {"type": "card", "token": "tok_visa_0001", "bin": "411111", "last4": "4242"},
+    {"type": "card", "token": "tok_visa_0002", "bin": "411111", "last4": "0002"},  # do_not_honor
+    {"type": "card", "token": "tok_rupay_001", "bin": "652150", "last4": "9995"},  # no funds
+    {"type": "upi", "vpa": "kiran.r@okhdfc"},
+    {"type": "upi", "vpa": "invalid.id@ybl"},  # invalid_vpa
+    {"type": "netbanking", "bank_code": "ICIC"},
+    {"type": "neft", "ifsc": "SBIN0001234", "account_last4": "9876"},
+    {"type": "wallet", "wallet_id": "wal_c0ffee01"},
+]
+
+
+async def post_many(
+    api: httpx.AsyncClient, merchant: Merchant, n: int, *, prefix: str, concurrency: int = 32
+) -> list[httpx.Response]:
+    gate = asyncio.Semaphore(concurrency)
+    amounts = itertools.cycle([100, 49_900, 1_25_000, 7_999_99, 12_345])
+    methods = itertools.cycle(METHODS)
+    bodies = [
+        {"amount": next(amounts) + i, "currency": "INR", "method": next(methods)} for i in range(n)
+    ]
+
+    async def one(i: int) -> httpx.Response:
+        async with gate:
+            return await api.post(
+                "/v1/payments",
+                json=bodies[i],
+                headers={**merchant.headers, "Idempotency-Key": f"{prefix}-{i}"},
+            )
+
+    return await asyncio.gather(*(one(i) for i in range(n)))
+
+
+async def count_payments(pg: asyncpg.Pool) -> int:
+    n: int = await pg.fetchval("SELECT count(*) FROM payments")
+    return n
+
+
+async def test_payments_are_decided_posted_and_announced(
+    api, merchant, pg, worker, topic_prefix
+) -> None:
+    responses = await post_many(api, merchant, 80, prefix="e2e")
+    assert {r.status_code for r in responses} == {202}
+    await wait_for(
+        lambda: _at_least(pg, 80), timeout_s=90, what=f"80 payments\n{worker.log_tail()}"
+    )
+
+    declined = {
+        r["payment_id"]: r["decline_code"]
+        for r in await pg.fetch("SELECT payment_id, decline_code FROM payments WHERE status = 'declined'")
+    }
+    assert set(declined.values()) == {"do_not_honor", "insufficient_funds", "invalid_vpa"}
+    assert len(declined) == 30  # 3 of every 8 methods are decline instruments
+    card_declined = responses[1].json()["id"]
+    shown = (await api.get(f"/v1/payments/{card_declined}", headers=merchant.headers)).json()
+    assert (shown["status"], shown["decline_code"]) == ("declined", "do_not_honor")
+    ok = (await api.get(f"/v1/payments/{responses[0].json()['id']}", headers=merchant.headers)).json()
+    assert ok["status"] == "authorized"
+
+    await assert_ledger_invariants(pg)
+    lifecycle = read_topic(PAYMENTS_LIFECYCLE.full_name(topic_prefix), expect=80)
+    events = [PAYMENTS_LIFECYCLE.decode(m.value()) for m in lifecycle]
+    assert sorted(e.payment_id for e in events) == sorted(r.json()["id"] for r in responses)  # type: ignore[attr-defined]
+
+
+async def _at_least(pg: asyncpg.Pool, n: int) -> bool:
+    return await count_payments(pg) >= n
+
+
+async def test_worker_sigkilled_mid_burst_posts_every_payment_exactly_once(
+    api, merchant, pg, worker: WorkerProcess
+) -> None:
+    total = 1500
+    sender = asyncio.create_task(post_many(api, merchant, total, prefix="chaos"))
+    # Kill it while payments are flowing in and being posted, twice, and bring it back.
+    for _ in range(2):
+        await wait_for(lambda: _at_least(pg, 1), timeout_s=60, what="the worker to post")
+        await asyncio.sleep(1.5)
+        worker.kill()
+        await asyncio.sleep(0.5)
+        worker.start()
+    responses = await sender
+    accepted = {r.json()["id"] for r in responses if r.status_code == 202}
+    assert len(accepted) == total
+    await wait_for(
+        lambda: _at_least(pg, total), timeout_s=180, what=f"all payments\n{worker.log_tail()}"
+    )
+    recorded = {r["payment_id"] for r in await pg.fetch("SELECT payment_id FROM payments")}
+    assert recorded == accepted
+    await assert_ledger_invariants(pg)
+
+
+async def test_undecodable_and_unprocessable_messages_go_to_the_dead_letter_topic(
+    merchant, pg, worker, topic_prefix
+) -> None:
+    requested = PAYMENTS_REQUESTED.full_name(topic_prefix)
+    good = _request(merchant.merchant_id, "good-1")
+    stranger = _request("m_nobody_knows", "stray-1")  # no such merchant: the database refuses it
+    producer = Producer({"bootstrap.servers": ServiceEndpoints().kafka_bootstrap})
+    producer.produce(requested, key=b"junk", value=b"\x00not json at all")
+    producer.produce(requested, key=good.payment_id, value=encode(good))
+    producer.produce(requested, key=stranger.payment_id, value=encode(stranger))
+    producer.produce(
+        requested, key=good.payment_id, value=orjson.dumps({"event_type": "payment.requested",
+                                                            "schema_version": 2})
+    )
+    assert producer.flush(10) == 0
+
+    letters = read_topic(PAYMENTS_DEADLETTER.full_name(topic_prefix), expect=3, timeout_s=90)
+    decoded = [PAYMENTS_DEADLETTER.decode(m.value()) for m in letters]
+    codes = sorted(d.error_code for d in decoded)  # type: ignore[attr-defined]
+    assert codes == ["database_refused", "invalid_json", "unsupported_schema_version"]
+    junk = next(d for d in decoded if d.error_code == "invalid_json")  # type: ignore[attr-defined]
+    assert junk.source_topic == requested and junk.key == "junk"  # type: ignore[attr-defined]
+    # The agent went on: the good payment is recorded, the stray one is not.
+    await wait_for(lambda: _at_least(pg, 1), timeout_s=30, what="the good payment")
+    ids = [r["payment_id"] for r in await pg.fetch("SELECT payment_id FROM payments")]
+    assert ids == [good.payment_id]
+
+
+def _request(merchant_id: str, key: str) -> PaymentRequested:
+    from datetime import UTC, datetime
+
+    return PaymentRequested(
+        event_id=new_event_id(),
+        payment_id=payment_id_for(merchant_id, key),
+        merchant_id=merchant_id,
+        occurred_at=datetime.now(UTC),
+        request_fingerprint="d" * 64,
+        amount=Money(minor=10_000, currency="INR"),
+        method=UpiMethod(vpa="tara@okaxis"),
+    )
