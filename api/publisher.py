@@ -8,6 +8,7 @@ acknowledge within ``message.timeout.ms`` raises :class:`BrokerUnavailable`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from typing import Any
 
@@ -32,7 +33,9 @@ class KafkaPublisher:
                 # partition whoever produces it.
                 "partitioner": "murmur2_random",
                 "reconnect.backoff.max.ms": 1000,
-            }
+            },
+            # librdkafka's own log lines go through logging instead of straight to stderr.
+            logger=logging.getLogger("rizzpay.kafka.producer"),
         )
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="kafka-delivery", daemon=True)

@@ -15,7 +15,6 @@ COMMANDS: tuple[str, ...] = (
     "merchants",
     "api",
     "worker",
-    "demo",
 )
 
 

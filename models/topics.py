@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -26,6 +27,8 @@ from models.events import (
     PaymentRequested,
     PaymentVoided,
 )
+
+M = TypeVar("M", bound=BaseModel)
 
 EXAMPLES_DIR = Path(__file__).parent / "examples"
 
@@ -82,6 +85,15 @@ class TopicSpec:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "(root)"
             raise DecodeError("schema_mismatch", f"{where}: {first['msg']}") from exc
+
+    def decode_as(self, raw: bytes, model: type[M]) -> M:
+        """Decode like :meth:`decode` and require the event to be a ``model``."""
+        event = self.decode(raw)
+        if not isinstance(event, model):
+            raise DecodeError(
+                "unexpected_event_type", f"{type(event).__name__}, not {model.__name__}"
+            )
+        return event
 
     def examples(self) -> list[Path]:
         return sorted((EXAMPLES_DIR / self.name).glob("*.json"))

@@ -147,6 +147,14 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
         )
 
+    def ensure_running(self) -> bool:
+        """Restart the worker if it exited, as its supervisor (Kubernetes, compose) would.
+        Returns whether a restart was needed."""
+        if self.proc is not None and self.proc.poll() is None:
+            return False
+        self.start()
+        return True
+
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)

@@ -10,6 +10,12 @@ from confluent_kafka import Consumer, Message
 from models.config import ServiceEndpoints
 
 
+def value_of(message: Message) -> bytes:
+    value = message.value()
+    assert value is not None, "tombstones are not expected on RizzPay's topics"
+    return value
+
+
 def read_topic(
     topic: str, *, expect: int | None = None, idle_s: float = 2.0, timeout_s: float = 60.0
 ) -> list[Message]:

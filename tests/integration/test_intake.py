@@ -8,10 +8,11 @@ import redis.asyncio as aioredis
 
 from api.idempotency import IdempotencyStore
 from api.schemas import parse_payment_create
+from models.events import PaymentRequested
 from models.ids import payment_id_for
 from models.topics import PAYMENTS_REQUESTED
 from tests.conftest import Merchant
-from tests.integration.kafka_helpers import read_topic
+from tests.integration.kafka_helpers import read_topic, value_of
 from warehouse.merchants import create_merchant
 
 pytestmark = pytest.mark.integration
@@ -33,8 +34,8 @@ async def test_accepted_payment_is_on_kafka_with_its_key(api, merchant, topic_pr
 
     [msg] = read_topic(PAYMENTS_REQUESTED.full_name(topic_prefix), expect=1)
     assert msg.key() == body["id"].encode()
-    event = PAYMENTS_REQUESTED.decode(msg.value())
-    assert event.amount.minor == 249900  # type: ignore[attr-defined]
+    event = PAYMENTS_REQUESTED.decode_as(value_of(msg), PaymentRequested)
+    assert event.amount.minor == 249900
 
     shown = await api.get(f"/v1/payments/{body['id']}", headers=merchant.headers)
     assert shown.status_code == 200 and shown.json()["status"] == "pending"
