@@ -15,6 +15,7 @@ COMMANDS: tuple[str, ...] = (
     "merchants",
     "api",
     "worker",
+    "demo",
 )
 
 

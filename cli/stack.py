@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import cast
 
+from deploy.processes import APP_NAMES, stop_app
 from deploy.stack import (
     MANAGEABLE,
     ServiceName,
@@ -76,6 +77,12 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     settings = load_settings()
+    if _services(args) is None:
+        # Stop our own processes first: they would only log errors while the services go.
+        for name in APP_NAMES:
+            pid = stop_app(settings.home, name)
+            if pid is not None:
+                print(f"stopped {name} (pid {pid})")
     try:
         rows = stack_down(settings, _services(args))
     except StackError as exc:
@@ -127,5 +134,5 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "status", help="is each service answering (exit 1 if any is down)"
     ).set_defaults(handler=_status)
     commands.add_parser(
-        "env", help="print `export RIZZPAY_...` lines for a shell: eval \"$(rizzpay stack env)\""
+        "env", help='print `export RIZZPAY_...` lines for a shell: eval "$(rizzpay stack env)"'
     ).set_defaults(handler=_env)

@@ -222,7 +222,7 @@ def stack_paths(settings: StackSettings) -> StackPaths:
 # --------------------------------------------------------------------------------------------
 
 
-def _log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     """The last ``lines`` lines of a log, or a note that it is missing, for error messages."""
     try:
         with path.open("rb") as f:
@@ -269,7 +269,7 @@ def _log_errors(path: Path, since: int, limit: int = 20) -> str:
     return f"--- errors logged in {path} ---\n" + "\n".join(picked[:limit])
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """True if ``pid`` is a live process.
 
     A zombie counts as dead: PID 1 in some containers never reaps orphans, so a crashed daemon
@@ -293,7 +293,7 @@ def _cmdline(pid: int) -> list[str]:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
-def _read_pid(path: Path) -> int | None:
+def read_pid(path: Path) -> int | None:
     """The pid in a pid file, or None when the file is missing or garbled."""
     try:
         first = path.read_text().split()[0]
@@ -308,18 +308,18 @@ def _find_process(pid_file: Path, matches: Callable[[list[str]], bool]) -> int |
     Checking the command line guards against a recycled pid; the scan finds a server whose pid
     file was lost, so ``down`` can still stop it.
     """
-    pid = _read_pid(pid_file)
-    if pid is not None and _pid_alive(pid) and matches(_cmdline(pid)):
+    pid = read_pid(pid_file)
+    if pid is not None and pid_alive(pid) and matches(_cmdline(pid)):
         return pid
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             candidate = int(entry.name)
-            if _pid_alive(candidate) and matches(_cmdline(candidate)):
+            if pid_alive(candidate) and matches(_cmdline(candidate)):
                 return candidate
     return None
 
 
-def _terminate(pid: int, timeout_s: float) -> None:
+def terminate_process(pid: int, timeout_s: float) -> None:
     """SIGTERM ``pid`` so it shuts down cleanly; SIGKILL it if it is still there at the deadline."""
     try:
         os.kill(pid, signal.SIGTERM)
@@ -327,14 +327,14 @@ def _terminate(pid: int, timeout_s: float) -> None:
         return
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(POLL_INTERVAL_S)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         return
-    while _pid_alive(pid):
+    while pid_alive(pid):
         time.sleep(POLL_INTERVAL_S)
 
 
@@ -402,9 +402,13 @@ def _write_env_value(path: Path, key: str, value: str) -> None:
 
     Written to a temporary file first and renamed, so a crash cannot leave half a password.
     """
-    lines = path.read_text().splitlines() if path.exists() else [
-        "# Written by `rizzpay stack up`; read by models.config.ServiceEndpoints. Keep private.",
-    ]
+    lines = (
+        path.read_text().splitlines()
+        if path.exists()
+        else [
+            "# Written by `rizzpay stack up`; read by models.config.ServiceEndpoints. Private.",
+        ]
+    )
     kept = [line for line in lines if not line.strip().startswith(f"{key}=")]
     kept.append(f"{key}={value}")
     tmp = path.with_name(path.name + ".tmp")
@@ -646,14 +650,14 @@ def _wait_for_kafka(settings: StackSettings, launch: _KafkaLaunch) -> float:
 
     def diagnosis() -> str:
         errors = _log_errors(paths.kafka_log, launch.log_offset)
-        tail = _log_tail(paths.kafka_log, lines=10 if errors else LOG_TAIL_LINES)
+        tail = log_tail(paths.kafka_log, lines=10 if errors else LOG_TAIL_LINES)
         # kafka.out only has content when the JVM failed before log4j started.
-        out = _log_tail(paths.kafka_out) if _log_size(paths.kafka_out) else ""
+        out = log_tail(paths.kafka_out) if _log_size(paths.kafka_out) else ""
         return "\n".join(part for part in (errors, tail, out) if part)
 
     deadline = launch.started_at + settings.kafka_start_timeout_s
     while True:
-        if not _pid_alive(launch.pid):
+        if not pid_alive(launch.pid):
             raise StackError(
                 "kafka",
                 f"the broker (pid {launch.pid}) exited during startup.\n{diagnosis()}",
@@ -661,7 +665,7 @@ def _wait_for_kafka(settings: StackSettings, launch: _KafkaLaunch) -> float:
         if kafka_healthy(settings.kafka_bootstrap, timeout_s=1.0):
             return time.monotonic() - launch.started_at
         if time.monotonic() > deadline:
-            _terminate(launch.pid, settings.stop_timeout_s)
+            terminate_process(launch.pid, settings.stop_timeout_s)
             raise StackError(
                 "kafka",
                 f"not healthy at {settings.kafka_bootstrap} after "
@@ -694,7 +698,7 @@ def stop_kafka(settings: StackSettings) -> int | None:
     paths = stack_paths(settings)
     pid = kafka_pid(settings)
     if pid is not None:
-        _terminate(pid, settings.stop_timeout_s)
+        terminate_process(pid, settings.stop_timeout_s)
     paths.kafka_pid.unlink(missing_ok=True)
     return pid
 
@@ -810,8 +814,8 @@ def pg_healthy(dsn: str, timeout_s: float) -> bool:
 
 def postgres_pid(settings: StackSettings) -> int | None:
     """The postmaster's pid from its pid file, if that process is alive."""
-    pid = _read_pid(stack_paths(settings).pg_data / "postmaster.pid")
-    return pid if pid is not None and _pid_alive(pid) else None
+    pid = read_pid(stack_paths(settings).pg_data / "postmaster.pid")
+    return pid if pid is not None and pid_alive(pid) else None
 
 
 def _pg_conf(settings: StackSettings, paths: StackPaths, bin_dir: Path) -> str:
@@ -935,13 +939,13 @@ def start_postgres(settings: StackSettings) -> float:
             raise StackError(
                 "postgres",
                 f"pg_ctl start failed (exit {done.returncode}) {done.stderr.strip()}\n"
-                f"{_log_tail(paths.pg_log)}",
+                f"{log_tail(paths.pg_log)}",
             )
     _bootstrap_pg_role(settings, paths, bin_dir, password)
     dsn = managed_pg_dsn(settings, password)
     if not pg_healthy(dsn, settings.health_timeout_s):
         raise StackError(
-            "postgres", f"started, but cannot log in at {_redact(dsn)}\n{_log_tail(paths.pg_log)}"
+            "postgres", f"started, but cannot log in at {_redact(dsn)}\n{log_tail(paths.pg_log)}"
         )
     return time.monotonic() - started_at
 
@@ -959,7 +963,7 @@ def stop_postgres(settings: StackSettings) -> int | None:
          "-t", str(int(timeout)), "-s", "stop"],
         cwd=paths.pg_root, timeout_s=timeout + 10,
     )  # fmt: skip
-    if done.returncode != 0 and _pid_alive(pid):
+    if done.returncode != 0 and pid_alive(pid):
         # "immediate" skips the shutdown checkpoint; WAL replay on the next start recovers.
         _run_as_pg(
             [str(bin_dir / "pg_ctl"), "-D", str(paths.pg_data), "-m", "immediate", "-w", "stop"],
@@ -1027,7 +1031,7 @@ def start_redis(settings: StackSettings) -> float:
             raise StackError(
                 "redis",
                 f"redis-server exited {done.returncode}: {done.stderr.strip()}\n"
-                f"{_log_tail(paths.redis_log)}",
+                f"{log_tail(paths.redis_log)}",
             )
     deadline = started_at + settings.redis_start_timeout_s
     while not redis_healthy(settings.redis_url, settings.health_timeout_s):
@@ -1035,7 +1039,7 @@ def start_redis(settings: StackSettings) -> float:
             raise StackError(
                 "redis",
                 f"no PONG from {settings.redis_url} after {settings.redis_start_timeout_s:.0f} s\n"
-                f"{_log_tail(paths.redis_log)}",
+                f"{log_tail(paths.redis_log)}",
             )
         time.sleep(POLL_INTERVAL_S)
     return time.monotonic() - started_at
@@ -1045,7 +1049,7 @@ def stop_redis(settings: StackSettings) -> int | None:
     """SIGTERM our redis-server (it writes its data and exits); pid or None."""
     pid = redis_pid(settings)
     if pid is not None:
-        _terminate(pid, settings.stop_timeout_s)
+        terminate_process(pid, settings.stop_timeout_s)
     stack_paths(settings).redis_pid.unlink(missing_ok=True)
     return pid
 

@@ -7,6 +7,7 @@ changed is refused (edit history with a new migration, never in place).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
@@ -15,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import clickhouse_connect
+
+from warehouse.topics import ensure_topics
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+CLICKHOUSE_DATABASE = "rizzpay"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # Any constant will do; it only has to be the same in every process that migrates.
@@ -120,3 +125,30 @@ def migrate_clickhouse(client: Any, database: str) -> list[str]:
 
 def _only_comments(statement: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in statement.splitlines())
+
+
+@dataclass(frozen=True)
+class MigrationReport:
+    postgres: list[str]
+    clickhouse: list[str]
+    topics: list[str]
+
+
+def migrate_all(
+    pg_dsn: str,
+    clickhouse_dsn: str | None,
+    kafka_bootstrap: str,
+    topic_prefix: str = "",
+    clickhouse_database: str = CLICKHOUSE_DATABASE,
+) -> MigrationReport:
+    """Everything a fresh stack needs before the API and workers start: PostgreSQL and (unless
+    ``clickhouse_dsn`` is None) ClickHouse migrations, and the registry's Kafka topics."""
+    postgres = asyncio.run(migrate_postgres(pg_dsn))
+    clickhouse: list[str] = []
+    if clickhouse_dsn is not None:
+        client = clickhouse_connect.get_client(dsn=clickhouse_dsn)
+        try:
+            clickhouse = migrate_clickhouse(client, clickhouse_database)
+        finally:
+            client.close()
+    return MigrationReport(postgres, clickhouse, ensure_topics(kafka_bootstrap, topic_prefix))

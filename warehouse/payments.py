@@ -26,9 +26,9 @@ class Decided:
 
 @dataclass(frozen=True)
 class BatchResult:
-    recorded: list[Decided]        # new payments, recorded now
-    replayed: list[Decided]        # already recorded with the same request: nothing changed
-    conflicts: list[Decided]       # payment id taken by a different request: refused
+    recorded: list[Decided]  # new payments, recorded now
+    replayed: list[Decided]  # already recorded with the same request: nothing changed
+    conflicts: list[Decided]  # payment id taken by a different request: refused
 
 
 async def apply_decisions(conn: asyncpg.Connection, batch: Sequence[Decided]) -> BatchResult:
@@ -153,8 +153,11 @@ class MerchantTotals:
     pending_balance_minor: int  # what the ledger owes the merchant (credit-normal, positive)
 
 
-async def merchant_totals(pool: asyncpg.Pool) -> list[MerchantTotals]:
-    """Per merchant and currency: payments decided, and the ledger's pending balance."""
+async def merchant_totals(
+    pool: asyncpg.Pool, payment_ids: Sequence[str] | None = None
+) -> list[MerchantTotals]:
+    """Per merchant and currency: payments decided, and what the ledger's pending accounts
+    received from their journal entries.  ``payment_ids`` limits both to those payments."""
     rows = await pool.fetch(
         """WITH p AS (
                SELECT merchant_id, currency,
@@ -162,15 +165,21 @@ async def merchant_totals(pool: asyncpg.Pool) -> list[MerchantTotals]:
                       coalesce(sum(amount_minor) FILTER (WHERE status = 'authorized'), 0)
                           AS authorized_minor,
                       count(*) FILTER (WHERE status = 'declined') AS declined_count
-                 FROM payments GROUP BY merchant_id, currency),
+                 FROM payments
+                WHERE $1::text[] IS NULL OR payment_id = ANY($1::text[])
+                GROUP BY merchant_id, currency),
            l AS (
                SELECT a.owner AS merchant_id, a.currency, -sum(po.amount_minor) AS balance
-                 FROM postings po JOIN ledger_accounts a USING (account_id)
+                 FROM journal_entries e
+                 JOIN postings po USING (entry_id)
+                 JOIN ledger_accounts a USING (account_id)
                 WHERE a.kind = 'pending' AND a.owner <> 'platform'
+                  AND ($1::text[] IS NULL OR e.payment_id = ANY($1::text[]))
                 GROUP BY a.owner, a.currency)
            SELECT p.*, coalesce(l.balance, 0) AS pending_balance_minor
              FROM p LEFT JOIN l USING (merchant_id, currency)
-            ORDER BY merchant_id, currency"""
+            ORDER BY authorized_minor DESC""",
+        None if payment_ids is None else list(payment_ids),
     )
     return [
         MerchantTotals(
@@ -183,3 +192,20 @@ async def merchant_totals(pool: asyncpg.Pool) -> list[MerchantTotals]:
         )
         for r in rows
     ]
+
+
+async def decline_counts(pool: asyncpg.Pool, payment_ids: Sequence[str]) -> dict[str, int]:
+    rows = await pool.fetch(
+        """SELECT decline_code, count(*) AS n FROM payments
+            WHERE status = 'declined' AND payment_id = ANY($1::text[])
+            GROUP BY decline_code ORDER BY n DESC""",
+        list(payment_ids),
+    )
+    return {r["decline_code"]: r["n"] for r in rows}
+
+
+async def count_recorded(pool: asyncpg.Pool, payment_ids: Sequence[str]) -> int:
+    n: int = await pool.fetchval(
+        "SELECT count(*) FROM payments WHERE payment_id = ANY($1::text[])", list(payment_ids)
+    )
+    return n

@@ -1,0 +1,146 @@
+"""A client-side load generator that speaks the public API: realistic Indian payment traffic
+for the demo and the benchmarks.
+
+Deterministic by seed.  The method mix and amounts follow the broad shape of Indian online
+payments (UPI most frequent and small, cards mid-sized, bank transfers large and rare), with a
+small share of the sandbox's decline instruments so that declines show up too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+# (method, share of traffic, median amount in paise, lognormal sigma)
+METHOD_MIX: tuple[tuple[str, float, int, float], ...] = (
+    ("upi", 0.50, 350_00, 1.1),
+    ("card", 0.30, 1_800_00, 1.0),
+    ("netbanking", 0.10, 4_000_00, 1.0),
+    ("wallet", 0.04, 200_00, 0.8),
+    ("imps", 0.03, 12_000_00, 0.9),
+    ("neft", 0.025, 45_000_00, 0.9),
+    ("rtgs", 0.005, 4_50_000_00, 0.5),
+)
+BANKS = ("HDFC", "ICIC", "SBIN", "UTIB", "KKBK", "PUNB", "BARB")
+UPI_HANDLES = ("okhdfc", "okicici", "oksbi", "okaxis", "ybl", "paytm", "ibl")
+CARD_BINS = (("411111", "visa"), ("522222", "mastercard"), ("652150", "rupay"), ("607384", "rupay"))
+# The sandbox's test instruments (see streams.authorization): a few percent of card traffic.
+CARD_DECLINE_LAST4 = ("0002", "9995", "0069")
+
+
+@dataclass(frozen=True)
+class MerchantKey:
+    merchant_id: str
+    api_key: str
+
+
+@dataclass(frozen=True)
+class PlannedPayment:
+    merchant: MerchantKey
+    idempotency_key: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SendResult:
+    planned: PlannedPayment
+    status: int
+    payment_id: str | None
+    latency_s: float
+    attempts: int
+    code: str | None  # problem code for non-2xx answers
+
+
+def _method(rng: random.Random, kind: str, customer: int) -> dict[str, Any]:
+    if kind == "upi":
+        local = "invalid.payer" if rng.random() < 0.015 else f"cust{customer}"
+        return {"type": "upi", "vpa": f"{local}@{rng.choice(UPI_HANDLES)}"}
+    if kind == "card":
+        bin_, network = rng.choice(CARD_BINS)
+        if rng.random() < 0.04:
+            last4 = rng.choice(CARD_DECLINE_LAST4)
+        else:
+            last4 = f"{customer % 10000:04d}"
+            if last4 in CARD_DECLINE_LAST4:  # a customer's own card must not be a test decline
+                last4 = "4242"
+        token = f"tok_{network}_{customer:06d}"
+        return {"type": "card", "token": token, "bin": bin_, "last4": last4, "network": network}
+    if kind == "netbanking":
+        return {"type": "netbanking", "bank_code": rng.choice(BANKS)}
+    if kind == "wallet":
+        return {"type": "wallet", "wallet_id": f"wal_{customer:08d}"}
+    ifsc = f"{rng.choice(BANKS)}0{rng.randrange(10**6):06d}"
+    return {"type": kind, "ifsc": ifsc, "account_last4": f"{rng.randrange(10**4):04d}"}
+
+
+def plan_payments(
+    merchants: Sequence[MerchantKey], count: int, *, seed: int, run_id: str
+) -> list[PlannedPayment]:
+    """``count`` payments spread over ``merchants`` (a few large, many small: Zipf-like)."""
+    rng = random.Random(seed)  # noqa: S311  (reproducible test traffic, not secrets)
+    weights = [1.0 / (rank + 1) for rank in range(len(merchants))]
+    kinds = [m[0] for m in METHOD_MIX]
+    shares = [m[1] for m in METHOD_MIX]
+    shape = {m[0]: (m[2], m[3]) for m in METHOD_MIX}
+    planned = []
+    for i in range(count):
+        merchant = rng.choices(merchants, weights)[0]
+        kind = rng.choices(kinds, shares)[0]
+        median, sigma = shape[kind]
+        amount = max(100, round(median * math.exp(rng.gauss(0, sigma))))
+        if kind == "rtgs":
+            amount = max(amount, 2_00_000_00)
+        customer = rng.randrange(50_000)
+        body = {
+            "amount": amount,
+            "currency": "INR",
+            "method": _method(rng, kind, customer),
+            "customer_id": f"cust_{customer}",
+        }
+        planned.append(PlannedPayment(merchant, f"{run_id}-{i:06d}", body))
+    return planned
+
+
+async def send_payments(
+    base_url: str,
+    planned: Sequence[PlannedPayment],
+    *,
+    concurrency: int = 32,
+    retries_max: int = 5,
+) -> list[SendResult]:
+    """POST every planned payment, ``concurrency`` at a time.  503 and 409 are retried with the
+    same Idempotency-Key after the server's Retry-After, as a well-behaved client would."""
+    gate = asyncio.Semaphore(concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=30.0) as client:
+
+        async def one(item: PlannedPayment) -> SendResult:
+            headers = {
+                "Authorization": f"Bearer {item.merchant.api_key}",
+                "Idempotency-Key": item.idempotency_key,
+            }
+            async with gate:
+                started = time.perf_counter()
+                for attempt in range(1, retries_max + 1):
+                    res = await client.post("/v1/payments", json=item.body, headers=headers)
+                    if res.status_code not in (409, 503) or attempt == retries_max:
+                        break
+                    await asyncio.sleep(float(res.headers.get("Retry-After", "1")))
+                data = res.json()
+                return SendResult(
+                    planned=item,
+                    status=res.status_code,
+                    payment_id=data.get("id") if res.is_success else None,
+                    latency_s=time.perf_counter() - started,
+                    attempts=attempt,
+                    code=None if res.is_success else data.get("code"),
+                )
+
+        return await asyncio.gather(*(one(p) for p in planned))
