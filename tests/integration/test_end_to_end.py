@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from confluent_kafka import Producer
 
 from models.config import ServiceEndpoints
@@ -127,11 +128,15 @@ async def test_undecodable_and_unprocessable_messages_go_to_the_dead_letter_topi
 ) -> None:
     requested = PAYMENTS_REQUESTED.full_name(topic_prefix)
     good = _request(merchant.merchant_id, "good-1")
+    # The same payment id with another request body: an Idempotency-Key reused for a new payment
+    # that got past the API (say Redis lost the key). The first request stands.
+    reused = good.model_copy(update={"request_fingerprint": "e" * 64, "event_id": new_event_id()})
     stranger = _request("m_nobody_knows", "stray-1")  # no such merchant: the database refuses it
     producer = Producer({"bootstrap.servers": ServiceEndpoints().kafka_bootstrap})
     producer.produce(requested, key=b"junk", value=b"\x00not json at all")
     producer.produce(requested, key=good.payment_id, value=encode(good))
     producer.produce(requested, key=stranger.payment_id, value=encode(stranger))
+    producer.produce(requested, key=reused.payment_id, value=encode(reused))
     producer.produce(
         requested,
         key=good.payment_id,
@@ -139,16 +144,26 @@ async def test_undecodable_and_unprocessable_messages_go_to_the_dead_letter_topi
     )
     assert producer.flush(10) == 0
 
-    letters = read_topic(PAYMENTS_DEADLETTER.full_name(topic_prefix), expect=3, timeout_s=90)
+    letters = read_topic(PAYMENTS_DEADLETTER.full_name(topic_prefix), expect=4, timeout_s=90)
     decoded = [PAYMENTS_DEADLETTER.decode_as(value_of(m), DeadLetter) for m in letters]
     codes = sorted(d.error_code for d in decoded)
-    assert codes == ["database_refused", "invalid_json", "unsupported_schema_version"]
+    assert codes == [
+        "database_refused",
+        "idempotency_conflict",
+        "invalid_json",
+        "unsupported_schema_version",
+    ]
     junk = next(d for d in decoded if d.error_code == "invalid_json")
     assert junk.source_topic == requested and junk.key == "junk"
     # The agent went on: the good payment is recorded, the stray one is not.
     await wait_for(lambda: _at_least(pg, 1), timeout_s=30, what="the good payment")
-    ids = [r["payment_id"] for r in await pg.fetch("SELECT payment_id FROM payments")]
-    assert ids == [good.payment_id]
+    rows = await pg.fetch("SELECT payment_id, request_fingerprint FROM payments")
+    assert [(r["payment_id"], r["request_fingerprint"]) for r in rows] == [
+        (good.payment_id, good.request_fingerprint)
+    ]
+    conflict = await pg.fetchrow("SELECT payment_id, request_fingerprint FROM payment_conflicts")
+    assert tuple(conflict) == (reused.payment_id, reused.request_fingerprint)
+    await assert_ledger_invariants(pg)
 
 
 def _request(merchant_id: str, key: str) -> PaymentRequested:
@@ -161,3 +176,28 @@ def _request(merchant_id: str, key: str) -> PaymentRequested:
         amount=Money(minor=10_000, currency="INR"),
         method=UpiMethod(vpa="tara@okaxis"),
     )
+
+
+async def test_a_key_redis_forgot_is_still_answered_from_the_book_of_record(
+    api, merchant, pg, worker, api_settings, topic_prefix
+) -> None:
+    body = {"amount": 52_000, "currency": "INR", "method": METHODS[0]}
+    headers = {**merchant.headers, "Idempotency-Key": "amnesia-1"}
+    first = await api.post("/v1/payments", json=body, headers=headers)
+    assert first.status_code == 202
+    await wait_for(lambda: _at_least(pg, 1), timeout_s=60, what="the payment to be posted")
+
+    redis = aioredis.from_url(api_settings.redis_url)
+    await redis.delete(f"idem:{merchant.merchant_id}:amnesia-1")  # Redis lost the key
+    await redis.aclose()
+
+    replay = await api.post("/v1/payments", json=body, headers=headers)
+    assert replay.status_code == 202
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert (replay.json()["id"], replay.json()["status"]) == (first.json()["id"], "authorized")
+    other = await api.post("/v1/payments", json={**body, "amount": 1}, headers=headers)
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+
+    published = read_topic(PAYMENTS_REQUESTED.full_name(topic_prefix))
+    assert len(published) == 1  # the replay published nothing
+    assert await count_payments(pg) == 1
