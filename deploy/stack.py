@@ -1134,6 +1134,17 @@ def _selected(services: Iterable[ServiceName] | None) -> list[ServiceName]:
     return [name for name in ALL_SERVICES if name in chosen]
 
 
+def _record_endpoints(settings: StackSettings, chosen: Iterable[ServiceName]) -> None:
+    """Write managed Kafka's and Redis's endpoints to stack.env.  Every other process (API,
+    workers, tests) reads its endpoints from there, so a port chosen for ``up`` reaches them all
+    without setting each endpoint by hand.  (The PostgreSQL DSN is written with its password.)"""
+    env_file = stack_paths(settings).env_file
+    if settings.stack_manage_kafka and "kafka" in chosen:
+        _write_env_value(env_file, "RIZZPAY_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
+    if settings.stack_manage_redis and "redis" in chosen:
+        _write_env_value(env_file, "RIZZPAY_REDIS_URL", settings.redis_url)
+
+
 def stack_up(
     settings: StackSettings, services: Iterable[ServiceName] | None = None
 ) -> list[ServiceStatus]:
@@ -1181,6 +1192,7 @@ def stack_up(
         settings.pg_dsn = managed_pg_dsn(settings)
     if errors:
         raise StackError.combine(errors)
+    _record_endpoints(settings, chosen)
     rows = [service_status(settings, name) for name in chosen]
     return [
         ServiceStatus(r.name, r.state, r.endpoint, r.managed, r.pid, notes.get(r.name, r.detail))
