@@ -16,6 +16,7 @@ COMMANDS: tuple[str, ...] = (
     "api",
     "worker",
     "demo",
+    "fraud",
 )
 
 
