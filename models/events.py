@@ -98,6 +98,74 @@ class PaymentExpired(_Event):
     schema_version: Literal[1] = 1
 
 
+ActionType = Literal["upi_collect", "three_d_secure", "netbanking_redirect"]
+
+# Why an uncaptured remainder of an authorization was released (see PaymentAuthorizationReleased).
+ReleaseReason = Literal["final_capture", "authorization_expired", "dispute_opened"]
+
+
+class PaymentActionRequired(_Event):
+    """The customer must act before ``expires_at``: approve a UPI collect request, pass 3-D
+    Secure, or finish a netbanking redirect.  Moves no money."""
+
+    event_type: Literal["payment.action_required"] = "payment.action_required"
+    schema_version: Literal[1] = 1
+    action_id: str = Field(pattern=r"^act_[a-z0-9]{10,40}$")
+    action_type: ActionType
+    expires_at: AwareDatetime
+
+
+class PaymentActionCompleted(_Event):
+    """The customer completed the pending action; the processor's decision follows.  Moves no
+    money."""
+
+    event_type: Literal["payment.action_completed"] = "payment.action_completed"
+    schema_version: Literal[1] = 1
+    action_id: str = Field(pattern=r"^act_[a-z0-9]{10,40}$")
+
+
+class PaymentAuthorizationReleased(_Event):
+    """``amount`` of the authorization hold is released without being captured: the remainder
+    after a final partial capture, an authorization that expired, or the remainder when a
+    dispute closes an open capture.  A void releases the whole hold through
+    ``payment.voided`` instead, never through this event."""
+
+    event_type: Literal["payment.authorization_released"] = "payment.authorization_released"
+    schema_version: Literal[1] = 1
+    amount: Money
+    reason: ReleaseReason
+
+
+class PaymentDisputeOpened(_Event):
+    """The cardholder disputes ``amount`` of a captured payment; the merchant may submit
+    evidence until ``evidence_due_at``."""
+
+    event_type: Literal["payment.dispute_opened"] = "payment.dispute_opened"
+    schema_version: Literal[1] = 1
+    dispute_id: str = Field(pattern=r"^dsp_[a-z0-9]{10,40}$")
+    amount: Money
+    evidence_due_at: AwareDatetime
+
+
+class PaymentDisputeWon(_Event):
+    """The merchant won the dispute: the disputed ``amount`` stays with the merchant."""
+
+    event_type: Literal["payment.dispute_won"] = "payment.dispute_won"
+    schema_version: Literal[1] = 1
+    dispute_id: str = Field(pattern=r"^dsp_[a-z0-9]{10,40}$")
+    amount: Money
+
+
+class PaymentDisputeLost(_Event):
+    """The merchant lost the dispute: a chargeback, the disputed ``amount`` leaves the
+    merchant and returns to the cardholder."""
+
+    event_type: Literal["payment.dispute_lost"] = "payment.dispute_lost"
+    schema_version: Literal[1] = 1
+    dispute_id: str = Field(pattern=r"^dsp_[a-z0-9]{10,40}$")
+    amount: Money
+
+
 LifecycleEvent = Annotated[
     PaymentAuthorized
     | PaymentDeclined
@@ -105,7 +173,13 @@ LifecycleEvent = Annotated[
     | PaymentVoided
     | PaymentRefunded
     | PaymentFailed
-    | PaymentExpired,
+    | PaymentExpired
+    | PaymentActionRequired
+    | PaymentActionCompleted
+    | PaymentAuthorizationReleased
+    | PaymentDisputeOpened
+    | PaymentDisputeWon
+    | PaymentDisputeLost,
     Field(discriminator="event_type"),
 ]
 
