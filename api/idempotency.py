@@ -73,20 +73,28 @@ class IdempotencyStore:
         return Completed(same, StoredResponse(record["status"], record["body"]))
 
     async def complete(
-        self, merchant_id: str, idempotency_key: str, fingerprint: str, response: StoredResponse
+        self,
+        merchant_id: str,
+        idempotency_key: str,
+        fingerprint: str,
+        response: StoredResponse,
+        *,
+        accepted_payment_id: str | None = None,
     ) -> None:
+        """Store the response for replays.  With ``accepted_payment_id``, also remember the
+        accepted payment's view until the worker has written its state (one round trip)."""
         record = {"state": "done", "fp": fingerprint, "status": response.status}
         record["body"] = response.body
-        await self._redis.set(
-            self._key(merchant_id, idempotency_key), orjson.dumps(record), ex=self._ttl_s
-        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(self._key(merchant_id, idempotency_key), orjson.dumps(record), ex=self._ttl_s)
+            if accepted_payment_id is not None:
+                pipe.set(
+                    f"accepted:{accepted_payment_id}", orjson.dumps(response.body), ex=self._ttl_s
+                )
+            await pipe.execute()
 
     async def release(self, merchant_id: str, idempotency_key: str) -> None:
         await self._redis.delete(self._key(merchant_id, idempotency_key))
-
-    async def remember_accepted(self, payment_id: str, view: dict[str, Any]) -> None:
-        """Keep an accepted payment's view until the worker has written its state."""
-        await self._redis.set(f"accepted:{payment_id}", orjson.dumps(view), ex=self._ttl_s)
 
     async def accepted(self, payment_id: str) -> dict[str, Any] | None:
         raw = await self._redis.get(f"accepted:{payment_id}")
