@@ -22,7 +22,7 @@ from pathlib import Path
 import asyncpg
 
 from api.loadgen import MerchantKey, SendResult, plan_payments, send_payments
-from deploy.processes import start_app, wait_http_ok
+from deploy.processes import start_app, stop_app, wait_http_ok
 from deploy.stack import StackError, StackSettings, load_settings, stack_up
 from models.money import format_minor
 from warehouse.merchants import create_merchant
@@ -67,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
     merchants = _demo_merchants(settings)
     print("3/5 API and worker")
     env = {**os.environ, "RIZZPAY_PG_DSN": settings.pg_dsn}
+    # Fresh processes, so the demo always runs the code in this checkout.
+    for name in ("api", "worker"):
+        stop_app(settings.home, name)
     api_pid = start_app(settings.home, "api", ["api", "--port", str(args.port)], env)
     worker_pid = start_app(settings.home, "worker", ["worker"], env)
     base_url = f"http://127.0.0.1:{args.port}"
@@ -105,7 +108,10 @@ async def _burst(
     results = await send_payments(base_url, planned, concurrency=args.concurrency)
     sent_s = time.perf_counter() - started
     accepted = [r.payment_id for r in results if r.status == 202 and r.payment_id]
-    print(f"    {len(accepted)} accepted in {sent_s:.1f} s ({len(accepted) / sent_s:.0f}/s)")
+    print(
+        f"    {len(accepted)} accepted in {sent_s:.1f} s ({len(accepted) / sent_s:.0f}/s; this"
+        " Python client is the bottleneck here: `make bench` measures the intake with wrk)"
+    )
 
     pool = await asyncpg.create_pool(settings.pg_dsn, min_size=1, max_size=2)
     try:
@@ -141,41 +147,39 @@ def _report(
         f"    accepted {sum(1 for r in results if r.status == 202)}, "
         f"rejected {sum(rejected.values())} {dict(rejected) if rejected else ''}"
     )
-    authorized = sum(t.authorized_count for t in totals)
+    captured = sum(t.captured_count for t in totals)
     declined = sum(t.declined_count for t in totals)
-    print(f"    authorized {authorized}, declined {declined} {declines}")
+    print(f"    captured {captured}, declined {declined} {declines}")
     print()
-    print(f"    {'merchant':<14}{'auth':>6}{'decl':>6}{'authorized':>22}{'ledger pending':>22}")
+    print(
+        f"    {'merchant':<13}{'capt':>6}{'decl':>5}{'captured':>19}{'ledger pending':>19}"
+        f"{'fees + GST':>15}{'net to merchant':>19}"
+    )
     rows = [
         (
             t.merchant_id,
-            t.authorized_count,
+            t.captured_count,
             t.declined_count,
-            t.authorized_minor,
-            t.pending_balance_minor,
+            t.captured_minor,
+            t.pending_minor,
+            t.fees_minor + t.gst_minor,
+            t.net_minor,
         )
         for t in totals
     ]
-    rows.append(
-        (
-            "total",
-            authorized,
-            declined,
-            sum(t.authorized_minor for t in totals),
-            sum(t.pending_balance_minor for t in totals),
-        )
-    )
+    rows.append(("total", *(sum(column) for column in list(zip(*rows, strict=True))[1:])))
     all_match = True
-    for name, n_auth, n_decl, auth_minor, ledger_minor in rows:
-        match = auth_minor == ledger_minor
+    for name, n_capt, n_decl, captured_minor, pending_minor, charges_minor, net_minor in rows:
+        match = captured_minor == pending_minor
         all_match &= match
         print(
-            f"    {name:<14}{n_auth:>6}{n_decl:>6}{format_minor(auth_minor, 'INR'):>22}"
-            f"{format_minor(ledger_minor, 'INR'):>22}  {'=' if match else 'MISMATCH'}"
+            f"    {name:<13}{n_capt:>6}{n_decl:>5}{format_minor(captured_minor, 'INR'):>19}"
+            f"{format_minor(pending_minor, 'INR'):>19}{format_minor(charges_minor, 'INR'):>15}"
+            f"{format_minor(net_minor, 'INR'):>19}  {'=' if match else 'MISMATCH'}"
         )
     print()
     print(
-        "    ledger equals authorized amounts to the paisa"
+        "    ledger pending equals captured amounts to the paisa"
         if all_match
         else "    LEDGER MISMATCH: see the rows marked above"
     )

@@ -26,6 +26,10 @@ DeclineCode = Literal[
     "amount_over_method_limit",
     "merchant_not_active",
     "risk_blocked",
+    # Processor declines (streams/connectors): the customer's bank or UPI app said no.
+    "upi_timeout",  # the UPI collect request was not approved before it expired
+    "bank_rejected",  # the customer's bank rejected a netbanking payment or a transfer
+    "amount_below_method_minimum",  # e.g. an RTGS transfer below ₹2 lakh
 ]
 
 

@@ -110,7 +110,7 @@ PAYMENTS_REQUESTED = TopicSpec(
     partitions=6,
     key="payment_id",
     schemas=(PaymentRequested,),
-    consumers=("streams.authorization.process_requested",),
+    consumers=("streams.decisions.decide",),
     config={"retention.ms": _RETENTION_7D_MS, "min.insync.replicas": "1"},
 )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -26,10 +26,10 @@ from faust.types import EventT
 from models.events import DeadLetter, DecodeError, PaymentRequested, encode
 from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
 from streams.app import raw_topic
-from streams.authorization import process_requested
-from streams.ledger import entry_for
+from streams.decisions import Decided, decide
+from streams.ledger import FeeTerms
 from streams.settings import WorkerSettings
-from warehouse.payments import BatchResult, Decided, apply_decisions
+from warehouse.payments import BatchResult, MerchantProfile, apply_decisions, merchant_profiles
 
 log = logging.getLogger("rizzpay.streams.payments")
 
@@ -89,9 +89,11 @@ def dead_letter_for(rejected: Rejected, *, failed_at: datetime) -> DeadLetter:
     )
 
 
-def decode_batch(events: Sequence[Event]) -> tuple[list[tuple[Event, Decided]], list[Rejected]]:
-    """Decode and decide every message of a batch; undecodable ones become rejections."""
-    decided: list[tuple[Event, Decided]] = []
+def decode_batch(
+    events: Sequence[Event],
+) -> tuple[list[tuple[Event, PaymentRequested]], list[Rejected]]:
+    """Decode every message of a batch; undecodable ones become rejections."""
+    decoded: list[tuple[Event, PaymentRequested]] = []
     rejected: list[Rejected] = []
     for event in events:
         raw = event.value
@@ -107,8 +109,33 @@ def decode_batch(events: Sequence[Event]) -> tuple[list[tuple[Event, Decided]], 
         if key is not None and key != request.payment_id.encode():
             rejected.append(Rejected(event, "key_mismatch", "message key is not its payment_id"))
             continue
-        outcome = process_requested(request)
-        decided.append((event, Decided(request, outcome, entry_for(outcome))))
+        decoded.append((event, request))
+    return decoded, rejected
+
+
+def decide_batch(
+    decoded: Sequence[tuple[Event, PaymentRequested]],
+    profiles: Mapping[str, MerchantProfile],
+    settings: WorkerSettings,
+) -> tuple[list[tuple[Event, Decided]], list[Rejected]]:
+    """Decide every decoded payment, priced with its merchant's fee terms; a payment of a
+    merchant RizzPay does not know is rejected."""
+    decided: list[tuple[Event, Decided]] = []
+    rejected: list[Rejected] = []
+    for event, request in decoded:
+        profile = profiles.get(request.merchant_id)
+        if profile is None:
+            reason = f"merchant {request.merchant_id!r} does not exist"
+            rejected.append(Rejected(event, "unknown_merchant", reason))
+            continue
+        terms = FeeTerms(
+            schedule=profile.mdr_schedule or settings.default_mdr,
+            method=request.method.type,
+            merchant_state=profile.state_code,
+            gateway_state=settings.gateway_state_code,
+            network=getattr(request.method, "network", None),
+        )
+        decided.append((event, decide(request, terms)))
     return decided, rejected
 
 
@@ -148,8 +175,19 @@ class PaymentsProcessor:
             run, backoff_s_max=self.settings.retry_backoff_s_max, what="posting a batch"
         )
 
+    async def _profiles(self, merchant_ids: list[str]) -> dict[str, MerchantProfile]:
+        pool = await self.pool()
+        return await retry_transient(
+            lambda: merchant_profiles(pool, merchant_ids),
+            backoff_s_max=self.settings.retry_backoff_s_max,
+            what="reading merchants",
+        )
+
     async def handle(self, events: Sequence[Event]) -> BatchResult:
-        decided, rejected = decode_batch(events)
+        decoded, rejected = decode_batch(events)
+        profiles = await self._profiles([r.merchant_id for _, r in decoded]) if decoded else {}
+        decided, refused = decide_batch(decoded, profiles, self.settings)
+        rejected.extend(refused)
         result = BatchResult([], [], [])
         if decided:
             try:
@@ -193,10 +231,10 @@ class PaymentsProcessor:
         the broker to acknowledge them all before the batch's offsets may be committed."""
         pending: list[Awaitable[Any]] = []
         for item in [*result.recorded, *result.replayed]:
-            outcome = item.outcome
-            pending.append(
-                await self.lifecycle.send(key=outcome.payment_id.encode(), value=encode(outcome))
-            )
+            for event in item.events:
+                pending.append(
+                    await self.lifecycle.send(key=event.payment_id.encode(), value=encode(event))
+                )
         now = datetime.now(UTC)
         for rejection in rejected:
             letter = dead_letter_for(rejection, failed_at=now)

@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from models.config import ServiceEndpoints
+from streams.fees import MdrSchedule
+
+
+def _default_mdr() -> MdrSchedule:
+    # Typical Indian aggregator list prices; UPI P2M and RuPay debit are zero-MDR by law.
+    return MdrSchedule(
+        default_bps=200,
+        method_bps={"card": 190, "netbanking": 175, "wallet": 150, "neft": 50, "imps": 50},
+        fixed_fee_minor=0,
+    )
 
 
 class WorkerSettings(ServiceEndpoints):
@@ -19,4 +31,8 @@ class WorkerSettings(ServiceEndpoints):
     # which the idempotent writes absorb.
     commit_interval_s: float = 1.0
     web_port: int = 6066
+    # The gateway's GST registration state (29: Karnataka): decides CGST + SGST versus IGST.
+    gateway_state_code: str = "29"
+    # Fee schedule of merchants that have none of their own (RIZZPAY_DEFAULT_MDR, as JSON).
+    default_mdr: MdrSchedule = Field(default_factory=_default_mdr)
     log_level: str = "info"

@@ -3,13 +3,19 @@
 Files are ``NNNN_name.sql`` under ``migrations/<engine>/``.  Each applied file is recorded with
 its SHA-256; running again applies only what is new, and a recorded file whose text has since
 changed is refused (edit history with a new migration, never in place).
+
+A PostgreSQL migration whose DDL must branch on the server (TimescaleDB or not) is a Python
+file ``NNNN_name.py`` defining ``async def apply(conn)`` (run in the migration's transaction)
+and ``FINGERPRINT``, the text whose checksum is recorded together with the file's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib.util
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +29,7 @@ from warehouse.topics import ensure_topics
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 CLICKHOUSE_DATABASE = "rizzpay"
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.(sql|py)$")
 # Any constant will do; it only has to be the same in every process that migrates.
 _PG_ADVISORY_LOCK_ID = 0x52495A5A
 
@@ -37,6 +43,8 @@ class Migration:
     version: int
     name: str
     sql: str
+    # Python migrations only: runs the migration on an asyncpg connection.
+    apply: Callable[[Any], Awaitable[Any]] | None = None
 
     @property
     def checksum(self) -> str:
@@ -46,15 +54,28 @@ class Migration:
 def load(engine: str) -> list[Migration]:
     """The migrations of ``engine`` (``postgres`` or ``clickhouse``) in version order."""
     found = []
-    for path in sorted((MIGRATIONS_DIR / engine).glob("*.sql")):
+    paths = [p for p in (MIGRATIONS_DIR / engine).iterdir() if p.suffix in (".sql", ".py")]
+    for path in sorted(paths):
         match = _NAME.match(path.name)
         if match is None:
-            raise ValueError(f"migration file {path} is not named NNNN_name.sql")
-        found.append(Migration(int(match.group(1)), path.stem, path.read_text()))
+            raise ValueError(f"migration file {path} is not named NNNN_name.sql (or .py)")
+        if path.suffix == ".py":
+            found.append(_python_migration(int(match.group(1)), path))
+        else:
+            found.append(Migration(int(match.group(1)), path.stem, path.read_text()))
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise ValueError(f"duplicate migration versions in {engine}: {versions}")
     return found
+
+
+def _python_migration(version: int, path: Path) -> Migration:
+    spec = importlib.util.spec_from_file_location(f"rizzpay_migration_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = f"{path.read_text()}\n{module.FINGERPRINT}"
+    return Migration(version, path.stem, text, apply=module.apply)
 
 
 def _pending(migrations: list[Migration], applied: dict[int, str]) -> list[Migration]:
@@ -82,7 +103,10 @@ async def migrate_postgres(dsn: str) -> list[str]:
         todo = _pending(load("postgres"), {r["version"]: r["checksum"] for r in rows})
         for migration in todo:
             async with conn.transaction():
-                await conn.execute(migration.sql)
+                if migration.apply is not None:
+                    await migration.apply(conn)
+                else:
+                    await conn.execute(migration.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                     migration.version,
@@ -112,9 +136,10 @@ def migrate_clickhouse(client: Any, database: str) -> list[str]:
     rows = client.query(f"SELECT version, checksum FROM {database}.schema_migrations FINAL")  # noqa: S608
     todo = _pending(load("clickhouse"), {int(v): str(c) for v, c in rows.result_rows})
     for migration in todo:
-        for statement in migration.sql.split(";"):
-            if statement.strip() and not _only_comments(statement):
-                client.command(statement.replace("{db}", database))
+        if migration.apply is not None:
+            raise ValueError(f"{migration.name}: Python migrations are for PostgreSQL only")
+        for statement in _statements(migration.sql):
+            client.command(statement.replace("{db}", database))
         client.insert(
             f"{database}.schema_migrations",
             [[migration.version, migration.name, migration.checksum, datetime.now(UTC)]],
@@ -123,8 +148,11 @@ def migrate_clickhouse(client: Any, database: str) -> list[str]:
     return [m.name for m in todo]
 
 
-def _only_comments(statement: str) -> bool:
-    return all(not line.strip() or line.strip().startswith("--") for line in statement.splitlines())
+def _statements(sql: str) -> list[str]:
+    """The statements of a ClickHouse migration file: full-line ``--`` comments dropped first
+    (they may contain ``;``), then split on ``;``."""
+    code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return [s.strip() for s in code.split(";") if s.strip()]
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,11 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from models.events import PaymentAuthorized, PaymentDeclined, PaymentRequested
+from models.events import PaymentDeclined
+from streams.decisions import Decided
+from streams.fees import MdrSchedule
 from streams.ledger import JournalEntry, account_owner_kind
-
-
-@dataclass(frozen=True)
-class Decided:
-    request: PaymentRequested
-    outcome: PaymentAuthorized | PaymentDeclined
-    entry: JournalEntry | None
+from streams.lifecycle import state_to_json
 
 
 @dataclass(frozen=True)
@@ -31,8 +27,40 @@ class BatchResult:
     conflicts: list[Decided]  # payment id taken by a different request: refused
 
 
+@dataclass(frozen=True)
+class MerchantProfile:
+    merchant_id: str
+    state_code: str
+    mdr_schedule: MdrSchedule | None  # None: the platform default
+
+
+async def merchant_profiles(
+    conn: asyncpg.Connection | asyncpg.Pool, merchant_ids: Sequence[str]
+) -> dict[str, MerchantProfile]:
+    """GST state and MDR schedule of each known merchant among ``merchant_ids``."""
+    rows = await conn.fetch(
+        """SELECT merchant_id, state_code, mdr_schedule::text AS mdr_schedule
+             FROM merchants WHERE merchant_id = ANY($1::text[])""",
+        list(set(merchant_ids)),
+    )
+    return {
+        r["merchant_id"]: MerchantProfile(
+            r["merchant_id"],
+            r["state_code"],
+            None
+            if r["mdr_schedule"] is None
+            else MdrSchedule.model_validate_json(r["mdr_schedule"]),
+        )
+        for r in rows
+    }
+
+
 async def apply_decisions(conn: asyncpg.Connection, batch: Sequence[Decided]) -> BatchResult:
-    """Record decisions and post their journal entries, exactly once per payment."""
+    """Record decided payments and post their journal entries, exactly once per payment.
+
+    One transaction: a payment whose row already exists is not recorded again and its entries
+    are not posted again (they also carry deterministic ids with primary keys).
+    """
     # One decision per payment id within the batch: a duplicate message is a replay.
     unique: dict[str, Decided] = {}
     in_batch_dupes: list[Decided] = []
@@ -46,9 +74,11 @@ async def apply_decisions(conn: asyncpg.Connection, batch: Sequence[Decided]) ->
     async with conn.transaction():
         inserted = await conn.fetch(
             """INSERT INTO payments (payment_id, merchant_id, request_fingerprint, amount_minor,
-                   currency, method, status, decline_code, requested_at, last_event_id)
+                   currency, method, status, decline_code, requested_at, last_event_id,
+                   lifecycle, card_network)
                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[],
-                   $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[])
+                   $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::text[],
+                   $11::jsonb[], $12::text[])
                ON CONFLICT (payment_id) DO NOTHING
                RETURNING payment_id""",
             [i.request.payment_id for i in items],
@@ -57,16 +87,18 @@ async def apply_decisions(conn: asyncpg.Connection, batch: Sequence[Decided]) ->
             [i.request.amount.minor for i in items],
             [i.request.amount.currency for i in items],
             [i.request.method.type for i in items],
-            [_status(i) for i in items],
-            [getattr(i.outcome, "decline_code", None) for i in items],
+            [i.state.status.value for i in items],
+            [_decline_code(i) for i in items],
             [i.request.occurred_at for i in items],
-            [i.outcome.event_id for i in items],
+            [i.events[-1].event_id for i in items],
+            [state_to_json(i.state).decode() for i in items],
+            [getattr(i.request.method, "network", None) for i in items],
         )
         new_ids = {r["payment_id"] for r in inserted}
         recorded = [i for i in items if i.request.payment_id in new_ids]
         seen = [i for i in items if i.request.payment_id not in new_ids] + in_batch_dupes
         replayed, conflicts = await _split_seen(conn, seen)
-        entries = [i.entry for i in recorded if i.entry is not None]
+        entries = [e for i in recorded for e in i.entries]
         if entries:
             await _post(conn, entries)
         if conflicts:
@@ -81,8 +113,8 @@ async def apply_decisions(conn: asyncpg.Connection, batch: Sequence[Decided]) ->
     return BatchResult(recorded, replayed, conflicts)
 
 
-def _status(item: Decided) -> str:
-    return "authorized" if isinstance(item.outcome, PaymentAuthorized) else "declined"
+def _decline_code(item: Decided) -> str | None:
+    return next((e.decline_code for e in item.events if isinstance(e, PaymentDeclined)), None)
 
 
 async def _split_seen(
@@ -145,50 +177,79 @@ async def get_payment(pool: asyncpg.Pool, payment_id: str) -> asyncpg.Record | N
 
 @dataclass(frozen=True)
 class MerchantTotals:
+    """One merchant's payments and what the ledger holds for them, in minor units."""
+
     merchant_id: str
     currency: str
-    authorized_count: int
-    authorized_minor: int
+    captured_count: int
+    captured_minor: int  # gross captured, from the payments
     declined_count: int
-    pending_balance_minor: int  # what the ledger owes the merchant (credit-normal, positive)
+    pending_minor: int  # ledger: owed to the merchant before fees (credit-normal, positive)
+    fees_minor: int  # ledger: MDR charged
+    gst_minor: int  # ledger: GST charged on the MDR
+
+    @property
+    def net_minor(self) -> int:
+        return self.pending_minor - self.fees_minor - self.gst_minor
+
+
+# Statuses whose payment has had money captured.
+CAPTURED_STATUSES = (
+    "partially_captured",
+    "captured",
+    "partially_refunded",
+    "refunded",
+    "disputed",
+    "charged_back",
+)
 
 
 async def merchant_totals(
     pool: asyncpg.Pool, payment_ids: Sequence[str] | None = None
 ) -> list[MerchantTotals]:
-    """Per merchant and currency: payments decided, and what the ledger's pending accounts
-    received from their journal entries.  ``payment_ids`` limits both to those payments."""
+    """Per merchant and currency: payments captured and declined, and the ledger's pending,
+    fees and GST accounts for those payments.  ``payment_ids`` limits both to those payments."""
     rows = await pool.fetch(
         """WITH p AS (
                SELECT merchant_id, currency,
-                      count(*) FILTER (WHERE status = 'authorized') AS authorized_count,
-                      coalesce(sum(amount_minor) FILTER (WHERE status = 'authorized'), 0)
-                          AS authorized_minor,
+                      count(*) FILTER (WHERE status = ANY($2::text[])) AS captured_count,
+                      coalesce(sum(amount_minor) FILTER (WHERE status = ANY($2::text[])), 0)
+                          AS captured_minor,
                       count(*) FILTER (WHERE status = 'declined') AS declined_count
                  FROM payments
                 WHERE $1::text[] IS NULL OR payment_id = ANY($1::text[])
                 GROUP BY merchant_id, currency),
            l AS (
-               SELECT a.owner AS merchant_id, a.currency, -sum(po.amount_minor) AS balance
+               SELECT a.owner AS merchant_id, a.currency,
+                      coalesce(-sum(po.amount_minor) FILTER (WHERE a.kind = 'pending'), 0)
+                          AS pending_minor,
+                      coalesce(sum(po.amount_minor) FILTER (WHERE a.kind = 'fees'), 0)
+                          AS fees_minor,
+                      coalesce(sum(po.amount_minor) FILTER (WHERE a.kind = 'gst_payable'), 0)
+                          AS gst_minor
                  FROM journal_entries e
                  JOIN postings po USING (entry_id)
                  JOIN ledger_accounts a USING (account_id)
-                WHERE a.kind = 'pending' AND a.owner <> 'platform'
+                WHERE a.owner <> 'platform'
                   AND ($1::text[] IS NULL OR e.payment_id = ANY($1::text[]))
                 GROUP BY a.owner, a.currency)
-           SELECT p.*, coalesce(l.balance, 0) AS pending_balance_minor
+           SELECT p.*, coalesce(l.pending_minor, 0) AS pending_minor,
+                  coalesce(l.fees_minor, 0) AS fees_minor, coalesce(l.gst_minor, 0) AS gst_minor
              FROM p LEFT JOIN l USING (merchant_id, currency)
-            ORDER BY authorized_minor DESC""",
+            ORDER BY captured_minor DESC""",
         None if payment_ids is None else list(payment_ids),
+        list(CAPTURED_STATUSES),
     )
     return [
         MerchantTotals(
             r["merchant_id"],
             r["currency"].strip(),
-            r["authorized_count"],
-            int(r["authorized_minor"]),
+            r["captured_count"],
+            int(r["captured_minor"]),
             r["declined_count"],
-            int(r["pending_balance_minor"]),
+            int(r["pending_minor"]),
+            int(r["fees_minor"]),
+            int(r["gst_minor"]),
         )
         for r in rows
     ]

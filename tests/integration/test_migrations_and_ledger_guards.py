@@ -109,3 +109,29 @@ def test_clickhouse_migrations_rerun_and_loads_are_idempotent(tmp_path: Path) ->
         f"SELECT count(), sum(amount_minor) FROM {database}.payment_events FINAL"
     ).result_rows
     assert total == [(1, 149900)]
+
+
+async def test_hash_chain_exposes_an_edit_made_behind_the_triggers_back(pg: asyncpg.Pool) -> None:
+    async with pg.acquire() as conn:
+        for n in range(3):
+            async with conn.transaction():
+                await _entry(conn, f"e-{n}")
+                await conn.execute(
+                    INSERT_POSTINGS,
+                    [f"e-{n}:dr", f"e-{n}:cr"],
+                    [f"e-{n}"] * 2,
+                    ["platform:processor_receivable:INR", "merchant:m1:pending:INR"],
+                    [100 + n, -100 - n],
+                )
+        chain = await conn.fetch("SELECT seq, entry_id FROM ledger_chain ORDER BY seq")
+        assert [(r["seq"], r["entry_id"]) for r in chain] == [(1, "e-0"), (2, "e-1"), (3, "e-2")]
+        assert await conn.fetch("SELECT * FROM ledger_verify_chain()") == []
+
+        # Someone with the table owner's rights switches the guard off and edits history.
+        await conn.execute("ALTER TABLE postings DISABLE TRIGGER postings_append_only")
+        await conn.execute(
+            "UPDATE postings SET amount_minor = amount_minor + 5000 WHERE entry_id = 'e-1'"
+        )
+        await conn.execute("ALTER TABLE postings ENABLE TRIGGER postings_append_only")
+        problems = await conn.fetch("SELECT seq, entry_id, problem FROM ledger_verify_chain()")
+        assert [tuple(r) for r in problems] == [(2, "e-1", "entry or postings changed")]

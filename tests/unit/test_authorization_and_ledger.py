@@ -57,8 +57,8 @@ def test_authorized_payment_posts_a_balanced_entry_declined_posts_none() -> None
     assert sum(p.amount_minor for p in entry.postings) == 0
     by_owner = {account_owner_kind(p.account_id): p.amount_minor for p in entry.postings}
     assert by_owner == {
-        ("platform", "processor_receivable"): 149_900,
-        ("shop_one", "pending"): -149_900,
+        ("platform", "authorization_holds"): 149_900,
+        ("shop_one", "authorized"): -149_900,
     }
     assert entry_for(process_requested(request(149_900, card("0002")))) is None
 

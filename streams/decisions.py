@@ -1,0 +1,56 @@
+"""A requested payment's first steps, decided in one pure function.
+
+``decide`` takes a requested payment through the lifecycle state machine: authorize or decline
+(``streams.authorization``), and for automatic capture capture it at once.  It returns the new
+state, the lifecycle events to announce, and the journal entries to post.  Everything is derived
+from the request (times included), so deciding a redelivered request again yields the very same
+state, events and entry ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from models.events import LifecycleEvent, PaymentRequested
+from streams.authorization import decline_code_for
+from streams.ledger import FeeTerms, JournalEntry, entry_for
+from streams.lifecycle import Authorize, Capture, Decline, PaymentState, apply
+
+
+@dataclass(frozen=True)
+class Decided:
+    request: PaymentRequested
+    state: PaymentState
+    events: tuple[LifecycleEvent, ...]
+    entries: tuple[JournalEntry, ...]
+
+    @property
+    def payment_id(self) -> str:
+        return self.request.payment_id
+
+
+def capture_id_for(payment_id: str) -> str:
+    """The id of a payment's automatic capture (``cap_`` + the payment id's 26 characters)."""
+    return "cap_" + payment_id.removeprefix("pay_")
+
+
+def decide(request: PaymentRequested, fees: FeeTerms | None = None) -> Decided:
+    """Authorize or decline ``request``; capture it when its capture mode is automatic.
+
+    ``fees`` prices the capture (see :func:`streams.ledger.entry_for`).
+    """
+    now = request.occurred_at
+    state = PaymentState.from_request(request)
+    events: list[LifecycleEvent] = []
+    code = decline_code_for(request)
+    step = apply(state, Authorize() if code is None else Decline(code), now=now)
+    state = step.state
+    events.extend(step.events)
+    if code is None and request.capture == "automatic":
+        amount = request.amount
+        capture = Capture(capture_id_for(request.payment_id), amount.minor, amount.currency)
+        step = apply(state, capture, now=now)
+        state = step.state
+        events.extend(step.events)
+    entries = tuple(e for e in (entry_for(ev, fees) for ev in events) if e is not None)
+    return Decided(request, state, tuple(events), entries)
