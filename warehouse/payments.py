@@ -100,7 +100,7 @@ async def apply_decisions(conn: asyncpg.Connection, batch: Sequence[Decided]) ->
         replayed, conflicts = await _split_seen(conn, seen)
         entries = [e for i in recorded for e in i.entries]
         if entries:
-            await _post(conn, entries)
+            await post_entries(conn, entries)
         if conflicts:
             await conn.executemany(
                 """INSERT INTO payment_conflicts (event_id, payment_id, request_fingerprint)
@@ -135,7 +135,10 @@ async def _split_seen(
     return replayed, conflicts
 
 
-async def _post(conn: asyncpg.Connection, entries: list[JournalEntry]) -> None:
+async def post_entries(conn: asyncpg.Connection, entries: Sequence[JournalEntry]) -> None:
+    """Insert journal entries with their postings (and any new accounts); an entry or posting
+    that already exists is skipped, so posting the same entries again changes nothing.  Call
+    inside a transaction: the database checks balance and chains the entries at commit."""
     postings = [(e, p) for e in entries for p in e.postings]
     accounts = {p.account_id: (*account_owner_kind(p.account_id), e.currency) for e, p in postings}
     await conn.executemany(
