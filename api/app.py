@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,12 +18,28 @@ import orjson
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 
+from api.commands import (
+    CommandBody,
+    build_command,
+    check_against_state,
+    command_fingerprint,
+    load_state,
+)
 from api.idempotency import Claimed, Completed, IdempotencyStore, InFlight, StoredResponse
 from api.problems import Problem, handle_problem, handle_unexpected
 from api.publisher import BrokerUnavailable, KafkaPublisher
-from api.schemas import PaymentCreate, PaymentView, parse_payment_create
+from api.schemas import (
+    CaptureCreate,
+    PaymentCreate,
+    PaymentView,
+    RefundCreate,
+    VoidCreate,
+    parse_body,
+    parse_payment_create,
+)
 from api.settings import ApiSettings
 from models.events import PaymentRequested, encode
 from models.ids import IDEMPOTENCY_KEY_LEN_MAX, new_event_id, payment_id_for
@@ -102,12 +118,20 @@ def create_app(settings: ApiSettings) -> FastAPI:
         key = _check_idempotency_key(request.headers.get("idempotency-key"))
         body = parse_payment_create(await request.body())
         stored, replayed = await accept_payment(services, merchant_id, key, body)
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return Response(
-            orjson.dumps(stored.body),
-            status_code=stored.status,
-            media_type="application/json",
-            headers=headers,
+        return _json(stored, replayed)
+
+    for route, model in (
+        ("capture", CaptureCreate),
+        ("void", VoidCreate),
+        ("refunds", RefundCreate),
+    ):
+        app.add_api_route(
+            f"/v1/payments/{{payment_id}}/{route}",
+            _command_endpoint(route, model),
+            methods=["POST"],
+            status_code=202,
+            name=f"{route}_payment",
+            openapi_extra=_command_openapi(model),
         )
 
     @app.get(
@@ -160,6 +184,49 @@ _CREATE_PAYMENT_OPENAPI: dict[str, Any] = {
 }
 
 
+def _command_openapi(model: type[BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    _CREATE_COMPONENTS.update(schema.pop("$defs", {}))
+    return {
+        "parameters": _CREATE_PAYMENT_OPENAPI["parameters"],
+        "requestBody": {"content": {"application/json": {"schema": schema}}},
+    }
+
+
+def _command_endpoint(
+    route: str, model: type[CommandBody]
+) -> Callable[[str, Request], Awaitable[Response]]:
+    async def endpoint(payment_id: str, request: Request) -> Response:
+        services: Services = request.app.state.services
+        merchant_id = await authenticate(request)
+        key = _check_idempotency_key(request.headers.get("idempotency-key"))
+        body = parse_body(await request.body(), model, empty_ok=True)
+        fingerprint = command_fingerprint(route, payment_id, body)
+
+        async def prepare() -> Accepted | StoredResponse:
+            state = await load_state(services.pool, merchant_id, payment_id)
+            event, view = build_command(state, body, merchant_id, key, fingerprint)
+            if check_against_state(state, event):
+                return StoredResponse(202, view)
+            return Accepted(payment_id, event, view)
+
+        stored, replayed = await accept_idempotently(
+            services, merchant_id, key, fingerprint, prepare
+        )
+        return _json(stored, replayed)
+
+    return endpoint
+
+
+def _json(stored: StoredResponse, replayed: bool) -> Response:
+    return Response(
+        orjson.dumps(stored.body),
+        status_code=stored.status,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"} if replayed else {},
+    )
+
+
 async def authenticate(request: Request) -> str:
     """The merchant named by a ``Bearer`` API key, or a 401 problem."""
     services: Services = request.app.state.services
@@ -208,13 +275,31 @@ def _reused_key() -> Problem:
     )
 
 
-async def accept_payment(
-    services: Services, merchant_id: str, key: str, body: PaymentCreate
+@dataclass(frozen=True)
+class Accepted:
+    """What an accepted request publishes (keyed by its payment) and answers."""
+
+    payment_id: str
+    event: BaseModel
+    view: dict[str, Any]
+    # Keep the view for GET /v1/payments/{id} until the worker has recorded the payment.
+    remember_payment: bool = False
+
+
+async def accept_idempotently(
+    services: Services,
+    merchant_id: str,
+    key: str,
+    fingerprint: str,
+    prepare: Callable[[], Awaitable[Accepted | StoredResponse]],
 ) -> tuple[StoredResponse, bool]:
-    """Publish a payment once per (merchant, key).  Returns the response and whether it is a
-    replay of an earlier one."""
-    fingerprint = body.fingerprint()
-    payment_id = payment_id_for(merchant_id, key)
+    """Run a money-moving request once per (merchant, Idempotency-Key).
+
+    ``prepare`` checks the request against the book of record and returns what to publish, or
+    a stored response when the book of record shows the request was already accepted (Redis
+    forgot the key).  Returns the response and whether it is a replay.  A request that fails
+    (a problem, a 503) releases the key, so a retry can succeed.
+    """
     store = services.idempotency
     try:
         claim = await store.claim(merchant_id, key, fingerprint)
@@ -233,29 +318,14 @@ async def accept_payment(
         )
     if isinstance(claim, Completed):
         return claim.response, True
-
     try:
-        # Redis may have forgotten the key; the book of record has not.
-        existing = await get_payment(services.pool, payment_id)
-        if existing is not None:
-            if existing["request_fingerprint"] != fingerprint:
-                raise _reused_key()
-            stored = StoredResponse(202, _view(existing))
-            await _complete(store, merchant_id, key, fingerprint, stored)
-            return stored, True
-        event = PaymentRequested(
-            event_id=new_event_id(),
-            payment_id=payment_id,
-            merchant_id=merchant_id,
-            occurred_at=datetime.now(UTC),
-            request_fingerprint=fingerprint,
-            amount=Money(minor=body.amount, currency=body.currency),
-            method=body.method,
-            customer_id=body.customer_id,
-            description=body.description,
-            capture=body.capture,
+        prepared = await prepare()
+        if isinstance(prepared, StoredResponse):
+            await _complete(store, merchant_id, key, fingerprint, prepared)
+            return prepared, True
+        await services.publisher.publish(
+            services.requested_topic, prepared.payment_id, encode(prepared.event)
         )
-        await services.publisher.publish(services.requested_topic, payment_id, encode(event))
     except BrokerUnavailable as exc:
         await _release(store, merchant_id, key)
         raise Problem(
@@ -268,18 +338,50 @@ async def accept_payment(
     except BaseException:
         await _release(store, merchant_id, key)
         raise
-    view = PaymentView(
-        id=payment_id,
-        merchant_id=merchant_id,
-        status="pending",
-        amount=body.amount,
-        currency=body.currency,
-        method=body.method.type,
-        created_at=event.occurred_at,
-    ).model_dump(mode="json")
-    stored = StoredResponse(202, view)
-    await _complete(store, merchant_id, key, fingerprint, stored, accepted_payment_id=payment_id)
+    stored = StoredResponse(202, prepared.view)
+    remembered = prepared.payment_id if prepared.remember_payment else None
+    await _complete(store, merchant_id, key, fingerprint, stored, accepted_payment_id=remembered)
     return stored, False
+
+
+async def accept_payment(
+    services: Services, merchant_id: str, key: str, body: PaymentCreate
+) -> tuple[StoredResponse, bool]:
+    """Publish a payment once per (merchant, key)."""
+    fingerprint = body.fingerprint()
+    payment_id = payment_id_for(merchant_id, key)
+
+    async def prepare() -> Accepted | StoredResponse:
+        # Redis may have forgotten the key; the book of record has not.
+        existing = await get_payment(services.pool, payment_id)
+        if existing is not None:
+            if existing["request_fingerprint"] != fingerprint:
+                raise _reused_key()
+            return StoredResponse(202, _view(existing))
+        event = PaymentRequested(
+            event_id=new_event_id(),
+            payment_id=payment_id,
+            merchant_id=merchant_id,
+            occurred_at=datetime.now(UTC),
+            request_fingerprint=fingerprint,
+            amount=Money(minor=body.amount, currency=body.currency),
+            method=body.method,
+            customer_id=body.customer_id,
+            description=body.description,
+            capture=body.capture,
+        )
+        view = PaymentView(
+            id=payment_id,
+            merchant_id=merchant_id,
+            status="pending",
+            amount=body.amount,
+            currency=body.currency,
+            method=body.method.type,
+            created_at=event.occurred_at,
+        ).model_dump(mode="json")
+        return Accepted(payment_id, event, view, remember_payment=True)
+
+    return await accept_idempotently(services, merchant_id, key, fingerprint, prepare)
 
 
 async def _complete(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -57,12 +57,49 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def parse_payment_create(raw: bytes) -> PaymentCreate:
-    """Parse and validate a create-payment body, or raise a 4xx :class:`Problem`.
+class CaptureCreate(BaseModel):
+    """``POST /v1/payments/{id}/capture``: ``amount`` in minor units, default all still held;
+    ``final`` (default true) releases whatever is left of the authorization."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    amount: AmountMinor | None = None
+    final: bool = True
+
+
+class RefundCreate(BaseModel):
+    """``POST /v1/payments/{id}/refunds``: ``amount`` in minor units."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    amount: AmountMinor
+    reason: str | None = Field(default=None, max_length=255)
+
+
+class VoidCreate(BaseModel):
+    """``POST /v1/payments/{id}/void``: no fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def fingerprint_of(*parts: object) -> str:
+    """SHA-256 of the canonical JSON of ``parts`` (say, a route and its validated body)."""
+    canonical = orjson.dumps(
+        [p.model_dump(mode="json") if isinstance(p, BaseModel) else p for p in parts],
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canonical).hexdigest()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_body(raw: bytes, model: type[M], *, empty_ok: bool = False) -> M:
+    """Parse and validate a JSON body as ``model``, or raise a 4xx :class:`Problem`.
 
     The standard library parser is used on purpose: it keeps integers beyond 64 bits exact, so
     an oversized amount is reported as out of range rather than silently becoming a float.
     """
+    if empty_ok and not raw.strip():
+        raw = b"{}"
     try:
         data = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -70,9 +107,14 @@ def parse_payment_create(raw: bytes) -> PaymentCreate:
     if not isinstance(data, dict):
         raise Problem(400, "invalid_json", "Body must be a JSON object")
     try:
-        request = PaymentCreate.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise _validation_problem(exc) from exc
+
+
+def parse_payment_create(raw: bytes) -> PaymentCreate:
+    """Parse and validate a create-payment body, or raise a 4xx :class:`Problem`."""
+    request = parse_body(raw, PaymentCreate)
     if request.method.type == "rtgs" and request.amount < RTGS_MIN_MINOR_INR:
         raise Problem(
             422,

@@ -56,6 +56,43 @@ class PaymentRequested(_Event):
     capture: Literal["automatic", "manual"] = "automatic"
 
 
+class CaptureRequested(_Event):
+    """The merchant asked to capture ``amount`` of an authorized payment (the API fills in
+    what is still held when the request names no amount).  ``capture_id`` is derived from the
+    merchant's Idempotency-Key."""
+
+    event_type: Literal["payment.capture_requested"] = "payment.capture_requested"
+    schema_version: Literal[1] = 1
+    request_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    capture_id: str = Field(pattern=r"^cap_[a-z0-9]{10,40}$")
+    amount: Money
+    final: bool = True
+
+
+class VoidRequested(_Event):
+    """The merchant asked to cancel an authorization before any capture."""
+
+    event_type: Literal["payment.void_requested"] = "payment.void_requested"
+    schema_version: Literal[1] = 1
+    request_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class RefundRequested(_Event):
+    """The merchant asked to refund ``amount`` of a captured payment."""
+
+    event_type: Literal["payment.refund_requested"] = "payment.refund_requested"
+    schema_version: Literal[1] = 1
+    request_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    refund_id: str = Field(pattern=r"^rfd_[a-z0-9]{10,40}$")
+    amount: Money
+    reason: str | None = Field(default=None, max_length=255)
+
+
+# What a merchant can ask of an existing payment, carried on the same topic (and key) as the
+# payment's creation, so the worker sees them in order.
+PaymentCommand = CaptureRequested | VoidRequested | RefundRequested
+
+
 class PaymentAuthorized(_Event):
     event_type: Literal["payment.authorized"] = "payment.authorized"
     schema_version: Literal[1] = 1

@@ -28,6 +28,11 @@ def payment_id_for(merchant_id: str, idempotency_key: str) -> str:
     return "pay_" + _digest32("payment", merchant_id, idempotency_key)
 
 
+def command_id_for(prefix: str, merchant_id: str, idempotency_key: str) -> str:
+    """The id of a capture (``cap``) or refund (``rfd``) named by a merchant's key."""
+    return f"{prefix}_" + _digest32(prefix, merchant_id, idempotency_key)
+
+
 def derived_event_id(payment_id: str, event_type: str, step: str = "") -> str:
     """A stable event id for the ``event_type`` event that the stream emits for ``payment_id``."""
     return "evt_" + _digest32("event", payment_id, event_type, step)

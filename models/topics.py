@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from models.events import (
+    CaptureRequested,
     DeadLetter,
     DecodeError,
     PaymentActionCompleted,
@@ -32,6 +33,8 @@ from models.events import (
     PaymentRefunded,
     PaymentRequested,
     PaymentVoided,
+    RefundRequested,
+    VoidRequested,
 )
 
 M = TypeVar("M", bound=BaseModel)
@@ -109,8 +112,8 @@ PAYMENTS_REQUESTED = TopicSpec(
     name="payments.requested",
     partitions=6,
     key="payment_id",
-    schemas=(PaymentRequested,),
-    consumers=("streams.decisions.decide",),
+    schemas=(PaymentRequested, CaptureRequested, VoidRequested, RefundRequested),
+    consumers=("streams.decisions.consume",),
     config={"retention.ms": _RETENTION_7D_MS, "min.insync.replicas": "1"},
 )
 

@@ -11,10 +11,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from models.events import LifecycleEvent, PaymentRequested
+from models.events import (
+    CaptureRequested,
+    LifecycleEvent,
+    PaymentCommand,
+    PaymentRequested,
+    RefundRequested,
+    VoidRequested,
+)
 from streams.authorization import decline_code_for
 from streams.ledger import FeeTerms, JournalEntry, entry_for
-from streams.lifecycle import Authorize, Capture, Decline, PaymentState, apply
+from streams.lifecycle import (
+    Authorize,
+    Capture,
+    Command,
+    Decline,
+    PaymentState,
+    Refund,
+    Void,
+    apply,
+)
 
 
 @dataclass(frozen=True)
@@ -54,3 +70,55 @@ def decide(request: PaymentRequested, fees: FeeTerms | None = None) -> Decided:
         events.extend(step.events)
     entries = tuple(e for e in (entry_for(ev, fees) for ev in events) if e is not None)
     return Decided(request, state, tuple(events), entries)
+
+
+@dataclass(frozen=True)
+class CommandPlan:
+    """A merchant's request about an existing payment, as the lifecycle command it becomes."""
+
+    payment_id: str
+    command: Command
+
+
+def to_lifecycle_command(event: PaymentCommand) -> Command:
+    """The state-machine command a merchant's request asks for."""
+    match event:
+        case CaptureRequested():
+            return Capture(event.capture_id, event.amount.minor, event.amount.currency, event.final)
+        case VoidRequested():
+            return Void()
+        case RefundRequested():
+            return Refund(event.refund_id, event.amount.minor, event.amount.currency)
+
+
+def consume(event: PaymentRequested | PaymentCommand) -> Decided | CommandPlan:
+    """What the payments agent does with each message of ``payments.requested``: decide a new
+    payment, or plan a command on an existing one (applied to its stored state by
+    :func:`apply_command`)."""
+    if isinstance(event, PaymentRequested):
+        return decide(event)
+    return CommandPlan(event.payment_id, to_lifecycle_command(event))
+
+
+@dataclass(frozen=True)
+class Applied:
+    """A command applied to a stored payment: its new state, the events and entries."""
+
+    command_event: PaymentCommand
+    state: PaymentState
+    events: tuple[LifecycleEvent, ...]
+    entries: tuple[JournalEntry, ...]
+    replayed: bool
+
+
+def apply_command(
+    state: PaymentState, event: PaymentCommand, fees: FeeTerms | None = None
+) -> Applied:
+    """Apply a merchant's command to the payment's state, at the time the API accepted it.
+
+    Raises :class:`streams.lifecycle.IllegalTransition` when the payment cannot accept it.
+    Applying the same command again returns the first outcome with ``replayed=True``.
+    """
+    step = apply(state, to_lifecycle_command(event), now=event.occurred_at)
+    entries = tuple(e for e in (entry_for(ev, fees) for ev in step.events) if e is not None)
+    return Applied(event, step.state, step.events, entries, step.replayed)

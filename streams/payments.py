@@ -16,20 +16,29 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 import faust
 from faust.streams import Stream
 from faust.types import EventT
 
-from models.events import DeadLetter, DecodeError, PaymentRequested, encode
+from models.events import DeadLetter, DecodeError, PaymentCommand, PaymentRequested, encode
+from models.methods import MethodType
 from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
 from streams.app import raw_topic
-from streams.decisions import Decided, decide
+from streams.decisions import Applied, Decided, decide
+from streams.fees import CardNetwork
 from streams.ledger import FeeTerms
 from streams.settings import WorkerSettings
-from warehouse.payments import BatchResult, MerchantProfile, apply_decisions, merchant_profiles
+from warehouse.payments import (
+    BatchResult,
+    CommandRefused,
+    MerchantProfile,
+    apply_commands,
+    apply_decisions,
+    merchant_profiles,
+)
 
 log = logging.getLogger("rizzpay.streams.payments")
 
@@ -89,11 +98,14 @@ def dead_letter_for(rejected: Rejected, *, failed_at: datetime) -> DeadLetter:
     )
 
 
+Request = PaymentRequested | PaymentCommand
+
+
 def decode_batch(
     events: Sequence[Event],
-) -> tuple[list[tuple[Event, PaymentRequested]], list[Rejected]]:
+) -> tuple[list[tuple[Event, Request]], list[Rejected]]:
     """Decode every message of a batch; undecodable ones become rejections."""
-    decoded: list[tuple[Event, PaymentRequested]] = []
+    decoded: list[tuple[Event, Request]] = []
     rejected: list[Rejected] = []
     for event in events:
         raw = event.value
@@ -101,7 +113,7 @@ def decode_batch(
             if not isinstance(raw, bytes):
                 raise DecodeError("invalid_json", "message has no value")
             request = PAYMENTS_REQUESTED.decode(raw)
-            assert isinstance(request, PaymentRequested)
+            assert isinstance(request, Request)
         except DecodeError as exc:
             rejected.append(Rejected(event, exc.code, exc.reason))
             continue
@@ -186,7 +198,11 @@ class PaymentsProcessor:
     async def handle(self, events: Sequence[Event]) -> BatchResult:
         decoded, rejected = decode_batch(events)
         profiles = await self._profiles([r.merchant_id for _, r in decoded]) if decoded else {}
-        decided, refused = decide_batch(decoded, profiles, self.settings)
+        # Creations first, then commands: a payment's creation precedes its commands on the
+        # partition, so within a batch this keeps each payment's own order.
+        creations = [(e, r) for e, r in decoded if isinstance(r, PaymentRequested)]
+        commands = [(e, r) for e, r in decoded if not isinstance(r, PaymentRequested)]
+        decided, refused = decide_batch(creations, profiles, self.settings)
         rejected.extend(refused)
         result = BatchResult([], [], [])
         if decided:
@@ -207,8 +223,47 @@ class PaymentsProcessor:
             )
             for c in result.conflicts
         )
-        await self._emit(result, rejected)
+        applied: list[Applied] = []
+        if commands:
+            applied, refused = await self._apply_commands(commands, profiles)
+            rejected.extend(refused)
+        await self._emit(result, rejected, applied)
         return result
+
+    def _fee_terms(
+        self, profiles: Mapping[str, MerchantProfile]
+    ) -> Callable[[str, str, str | None], FeeTerms | None]:
+        def terms(merchant_id: str, method: str, network: str | None) -> FeeTerms | None:
+            profile = profiles.get(merchant_id)
+            if profile is None:
+                return None
+            return FeeTerms(
+                schedule=profile.mdr_schedule or self.settings.default_mdr,
+                method=cast(MethodType, method),
+                merchant_state=profile.state_code,
+                gateway_state=self.settings.gateway_state_code,
+                network=cast(CardNetwork | None, network),
+            )
+
+        return terms
+
+    async def _apply_commands(
+        self,
+        commands: Sequence[tuple[Event, PaymentCommand]],
+        profiles: Mapping[str, MerchantProfile],
+    ) -> tuple[list[Applied], list[Rejected]]:
+        pool = await self.pool()
+        by_id = {id(c): e for e, c in commands}
+        typed = [c for _, c in commands]
+
+        async def run() -> tuple[list[Applied], list[CommandRefused]]:
+            async with pool.acquire() as conn:
+                return await apply_commands(conn, typed, self._fee_terms(profiles))
+
+        applied, refused = await retry_transient(
+            run, backoff_s_max=self.settings.retry_backoff_s_max, what="applying commands"
+        )
+        return applied, [Rejected(by_id[id(r.command)], r.code, r.reason) for r in refused]
 
     async def _apply_each(
         self, decided: list[tuple[Event, Decided]]
@@ -226,11 +281,14 @@ class PaymentsProcessor:
             merged.conflicts.extend(one.conflicts)
         return merged, refused
 
-    async def _emit(self, result: BatchResult, rejected: list[Rejected]) -> None:
+    async def _emit(
+        self, result: BatchResult, rejected: list[Rejected], applied: Sequence[Applied] = ()
+    ) -> None:
         """Send lifecycle events (again, for replays: same ids) and dead letters, and wait for
         the broker to acknowledge them all before the batch's offsets may be committed."""
         pending: list[Awaitable[Any]] = []
-        for item in [*result.recorded, *result.replayed]:
+        announced: list[Decided | Applied] = [*result.recorded, *result.replayed, *applied]
+        for item in announced:
             for event in item.events:
                 pending.append(
                     await self.lifecycle.send(key=event.payment_id.encode(), value=encode(event))

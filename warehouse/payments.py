@@ -8,16 +8,16 @@ crash, a rebalance, a replay) change nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import asyncpg
 
-from models.events import PaymentDeclined
-from streams.decisions import Decided
+from models.events import PaymentCommand, PaymentDeclined
+from streams.decisions import Applied, Decided, apply_command
 from streams.fees import MdrSchedule
-from streams.ledger import JournalEntry, account_owner_kind
-from streams.lifecycle import state_to_json
+from streams.ledger import FeeTerms, JournalEntry, account_owner_kind
+from streams.lifecycle import IllegalTransition, state_from_json, state_to_json
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ async def post_entries(conn: asyncpg.Connection, entries: Sequence[JournalEntry]
 async def get_payment(pool: asyncpg.Pool, payment_id: str) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await pool.fetchrow(
         """SELECT payment_id, merchant_id, request_fingerprint, status, amount_minor, currency,
-                  method, decline_code, requested_at, updated_at
+                  method, decline_code, requested_at, updated_at, lifecycle::text AS lifecycle
              FROM payments WHERE payment_id = $1""",
         payment_id,
     )
@@ -273,3 +273,75 @@ async def count_recorded(pool: asyncpg.Pool, payment_ids: Sequence[str]) -> int:
         "SELECT count(*) FROM payments WHERE payment_id = ANY($1::text[])", list(payment_ids)
     )
     return n
+
+
+@dataclass(frozen=True)
+class CommandRefused:
+    """A command the payment could not accept, with the state machine's stable code."""
+
+    command: PaymentCommand
+    code: str
+    reason: str
+
+
+async def apply_commands(
+    conn: asyncpg.Connection,
+    commands: Sequence[PaymentCommand],
+    fee_terms: Callable[[str, str, str | None], FeeTerms | None],
+) -> tuple[list[Applied], list[CommandRefused]]:
+    """Apply merchants' commands (capture, void, refund) to stored payments, in order, in one
+    transaction: lock the payments, run the state machine, store the new states and post the
+    entries.  A command already applied comes back ``replayed`` and posts nothing new.
+
+    ``fee_terms(merchant_id, method, card_network)`` prices captures.
+    """
+    applied: list[Applied] = []
+    refused: list[CommandRefused] = []
+    async with conn.transaction():
+        rows = await conn.fetch(
+            """SELECT payment_id, merchant_id, method, card_network, lifecycle::text AS lifecycle
+                 FROM payments WHERE payment_id = ANY($1::text[]) ORDER BY payment_id
+                  FOR UPDATE""",
+            list({c.payment_id for c in commands}),
+        )
+        stored = {r["payment_id"]: r for r in rows}
+        states = {
+            pid: state_from_json(r["lifecycle"].encode())
+            for pid, r in stored.items()
+            if r["lifecycle"] is not None
+        }
+        for command in commands:
+            row = stored.get(command.payment_id)
+            state = states.get(command.payment_id)
+            if row is None or state is None or row["merchant_id"] != command.merchant_id:
+                refused.append(CommandRefused(command, "unknown_payment", "no such payment"))
+                continue
+            terms = fee_terms(row["merchant_id"], row["method"], row["card_network"])
+            try:
+                outcome = apply_command(state, command, terms)
+            except IllegalTransition as exc:
+                refused.append(CommandRefused(command, exc.code, exc.message))
+                continue
+            states[command.payment_id] = outcome.state
+            applied.append(outcome)
+        changed = [a for a in applied if not a.replayed]
+        if changed:
+            latest = {a.state.payment_id: a for a in changed}
+            await conn.executemany(
+                """UPDATE payments SET status = $2, lifecycle = $3::jsonb, last_event_id = $4,
+                          updated_at = clock_timestamp()
+                    WHERE payment_id = $1""",
+                [
+                    (
+                        pid,
+                        a.state.status.value,
+                        state_to_json(a.state).decode(),
+                        a.events[-1].event_id if a.events else a.command_event.event_id,
+                    )
+                    for pid, a in latest.items()
+                ],
+            )
+            entries = [e for a in changed for e in a.entries]
+            if entries:
+                await post_entries(conn, entries)
+    return applied, refused

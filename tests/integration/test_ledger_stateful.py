@@ -250,9 +250,12 @@ def test_ledger_against_a_reference_model(pg_dsn: str) -> None:
     run_state_machine_as_test(
         LedgerMachine,
         settings=settings(
-            max_examples=60,
+            max_examples=80,
             stateful_step_count=40,
             deadline=None,
+            # Fixed exploration, so the coverage assertion below cannot flake; change the
+            # machine and this run changes with it.
+            derandomize=True,
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
