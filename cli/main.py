@@ -17,6 +17,8 @@ COMMANDS: tuple[str, ...] = (
     "worker",
     "demo",
     "fraud",
+    "warehouse",
+    "sandbox",
 )
 
 
