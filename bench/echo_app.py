@@ -13,8 +13,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import uvicorn
 from fastapi import FastAPI
+
+from api.serve import serve
 
 app = FastAPI(title="bench echo")
 
@@ -35,16 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=18101)
     args = parser.parse_args(argv)
-    # The same settings as cli/api.py uses for the intake.
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-    )
+    serve(app, host=args.host, port=args.port)  # the intake's own server settings
     return 0
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-import uvicorn
-
 from api.app import create_app
+from api.serve import serve
 from api.settings import ApiSettings
 
 
@@ -19,14 +18,5 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    app = create_app(ApiSettings())
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        log_level=args.log_level,
-        access_log=False,
-    )
+    serve(create_app(ApiSettings()), host=args.host, port=args.port, log_level=args.log_level)
     return 0

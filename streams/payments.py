@@ -30,6 +30,7 @@ from streams.app import raw_topic
 from streams.decisions import Applied, Decided, decide
 from streams.fees import CardNetwork
 from streams.ledger import FeeTerms
+from streams.retry import retry_transient
 from streams.settings import WorkerSettings
 from warehouse.payments import (
     BatchResult,
@@ -46,18 +47,6 @@ CONSUMER_NAME = "payments.authorize_and_post"
 T = TypeVar("T")
 Event = EventT[bytes]
 
-# Errors that go away by themselves: the database or network is briefly unavailable.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.InterfaceError,
-)
-
 
 @dataclass(frozen=True)
 class Rejected:
@@ -66,20 +55,6 @@ class Rejected:
     event: Event
     code: str
     reason: str
-
-
-async def retry_transient(
-    action: Callable[[], Awaitable[T]], *, backoff_s_max: float, what: str
-) -> T:
-    """Run ``action`` until it succeeds or fails permanently, backing off on transient errors."""
-    delay_s = 0.1
-    while True:
-        try:
-            return await action()
-        except TRANSIENT_ERRORS as exc:
-            log.warning("%s failed transiently (%s); retrying in %.1fs", what, exc, delay_s)
-            await asyncio.sleep(delay_s)
-            delay_s = min(delay_s * 2, backoff_s_max)
 
 
 def dead_letter_for(rejected: Rejected, *, failed_at: datetime) -> DeadLetter:

@@ -38,6 +38,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from models.events import DeadLetter, DecodeError, encode
 from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED, TopicSpec
+from streams.retry import TRANSIENT_ERRORS, retry_transient
 from warehouse.migrate import CLICKHOUSE_DATABASE
 from warehouse.sinks.clickhouse_sink import ClickHouseSink
 from warehouse.sinks.postgres_sink import LagSample, PostgresSink
@@ -49,18 +50,8 @@ CONSUMER_NAME = "warehouse.sink"
 SOURCE_TOPICS: tuple[TopicSpec, ...] = (PAYMENTS_REQUESTED, PAYMENTS_LIFECYCLE)
 T = TypeVar("T")
 
-# Errors that go away by themselves: a database, ClickHouse server or broker briefly away.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.InterfaceError,
-    OperationalError,
-)
+# What the sink retries: the payments agent's transient errors, and a ClickHouse server away.
+SINK_TRANSIENT_ERRORS = (*TRANSIENT_ERRORS, OperationalError)
 # How long one consume call may block, so a stop request is seen within this many seconds.
 _POLL_SLICE_S = 0.5
 # Broker round trips for committed offsets and watermarks give up after this many seconds.
@@ -301,16 +292,13 @@ class WarehouseSink:
         self._committed.clear()
 
     async def _retry(self, action: Callable[[], Awaitable[T]], what: str) -> T:
-        delay_s = 0.1
-        while True:
-            try:
-                return await action()
-            except TRANSIENT_ERRORS as exc:
-                if self._stop.is_set():
-                    raise
-                log.warning("%s failed transiently (%s); retrying in %.1fs", what, exc, delay_s)
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, self.settings.retry_backoff_max_s)
+        return await retry_transient(
+            action,
+            backoff_s_max=self.settings.retry_backoff_max_s,
+            what=what,
+            transient=SINK_TRANSIENT_ERRORS,
+            give_up=self._stop.is_set,
+        )
 
     async def _flush(self, batch: Sequence[Message]) -> None:
         decoded, rejected = decode_messages(batch, self._specs)

@@ -23,62 +23,33 @@ from pydantic import BaseModel
 
 from models.events import (
     CaptureRequested,
+    LifecycleEvent,
     PaymentActionCompleted,
     PaymentActionRequired,
     PaymentAuthorizationReleased,
     PaymentAuthorized,
-    PaymentCaptured,
+    PaymentCommand,
     PaymentDeclined,
     PaymentDisputeLost,
     PaymentDisputeOpened,
     PaymentDisputeWon,
-    PaymentExpired,
     PaymentFailed,
     PaymentRefunded,
     PaymentRequested,
-    PaymentVoided,
     RefundRequested,
-    VoidRequested,
     encode,
 )
 from models.methods import BankTransferMethod, CardMethod, NetbankingMethod, UpiMethod
 from models.money import Money
+from models.topics import PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
 
-LifecycleModel = (
-    PaymentAuthorized
-    | PaymentDeclined
-    | PaymentCaptured
-    | PaymentVoided
-    | PaymentRefunded
-    | PaymentFailed
-    | PaymentExpired
-    | PaymentActionRequired
-    | PaymentActionCompleted
-    | PaymentAuthorizationReleased
-    | PaymentDisputeOpened
-    | PaymentDisputeWon
-    | PaymentDisputeLost
-)
-LIFECYCLE_MODELS: tuple[type[BaseModel], ...] = (
-    PaymentAuthorized,
-    PaymentDeclined,
-    PaymentCaptured,
-    PaymentVoided,
-    PaymentRefunded,
-    PaymentFailed,
-    PaymentExpired,
-    PaymentActionRequired,
-    PaymentActionCompleted,
-    PaymentAuthorizationReleased,
-    PaymentDisputeOpened,
-    PaymentDisputeWon,
-    PaymentDisputeLost,
-)
+LIFECYCLE_MODELS: tuple[type[BaseModel], ...] = PAYMENTS_LIFECYCLE.schemas
 # A merchant's request about an existing payment, on ``payments.requested``.
-CommandModel = CaptureRequested | VoidRequested | RefundRequested
-COMMAND_MODELS: tuple[type[BaseModel], ...] = (CaptureRequested, VoidRequested, RefundRequested)
+COMMAND_MODELS: tuple[type[BaseModel], ...] = tuple(
+    m for m in PAYMENTS_REQUESTED.schemas if m is not PaymentRequested
+)
 # Everything ``payment_events`` records.
-FactModel = LifecycleModel | CommandModel
+FactModel = LifecycleEvent | PaymentCommand
 SinkEvent = PaymentRequested | FactModel
 
 
