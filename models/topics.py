@@ -113,7 +113,7 @@ PAYMENTS_REQUESTED = TopicSpec(
     partitions=6,
     key="payment_id",
     schemas=(PaymentRequested, CaptureRequested, VoidRequested, RefundRequested),
-    consumers=("streams.decisions.consume",),
+    consumers=("streams.decisions.consume", "warehouse.sinks.rows.rows_for"),
     config={"retention.ms": _RETENTION_7D_MS, "min.insync.replicas": "1"},
 )
 
@@ -136,7 +136,7 @@ PAYMENTS_LIFECYCLE = TopicSpec(
         PaymentDisputeWon,
         PaymentDisputeLost,
     ),
-    consumers=("streams.ledger.entry_for",),
+    consumers=("streams.ledger.entry_for", "warehouse.sinks.rows.rows_for"),
     config={"retention.ms": _RETENTION_7D_MS, "min.insync.replicas": "1"},
 )
 
