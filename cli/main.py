@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "fraud",
     "warehouse",
     "sandbox",
+    "settlement",
 )
 
 

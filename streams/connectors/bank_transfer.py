@@ -1,0 +1,274 @@
+"""Bank transfer connector: NEFT, RTGS and IMPS pay-ins through an HDFC/ICICI-style corporate
+banking API (virtual accounts and fund transfers, ``sandbox.bank``).
+
+A charge opens a virtual account (VA) for the payment: our ``payment_id`` is its
+``clientReference``, the expected amount is the payment's, the only allowed mode is the method's
+(NEFT, RTGS or IMPS) and the customer's account (IFSC and last four digits) is the only remitter
+accepted (third-party validation).  The answer is ``Pending`` with the transfer instructions;
+the customer's bank moves the money; :meth:`BankTransferConnector.status` then reports
+``Approved`` with the UTR (NEFT/RTGS) or RRN (IMPS), or the bank's rejection.
+
+A refund is a transfer back to the account that paid (IMPS up to ₹5 lakh, RTGS above), with the
+refund id as its ``clientReference``.  Void closes a VA that was not credited.
+
+Every POST carries a ``clientReference`` the bank deduplicates (a repeat answers the existing
+record), so all calls are retried on ambiguous failures.  The bank enforces RTGS's ₹2 lakh
+minimum and IMPS's ₹5 lakh maximum; the connector reports them as declines
+(``amount_below_method_minimum``, ``amount_over_method_limit``).
+
+Money: rupee strings with two decimals (``amounts.to_bank_amount``); INR only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import httpx
+
+from models.events import DeclineCode
+from models.methods import BankTransferMethod
+from streams.authorization import METHOD_LIMIT_MINOR_INR
+from streams.connectors.amounts import (
+    AmountNotRepresentable,
+    from_bank_amount,
+    to_bank_amount,
+)
+from streams.connectors.base import (
+    Approved,
+    BankTransferInstructions,
+    ChargeRequest,
+    ChargeResult,
+    Declined,
+    Done,
+    Failed,
+    NotFound,
+    OperationResult,
+    PaymentRef,
+    Pending,
+    ProcessorError,
+    ProviderName,
+    Refused,
+    StatusResult,
+    call_error,
+    enquiry_error,
+    unexpected,
+)
+from streams.connectors.breaker import CircuitBreaker
+from streams.connectors.http import CallFailed, HttpSettings, ProviderHttp, json_object, make_client
+
+NAME: ProviderName = "bank_transfer"
+IMPS_MAX_MINOR = METHOD_LIMIT_MINOR_INR["imps"]
+MODE_NAMES: dict[str, Literal["neft", "rtgs", "imps"]] = {
+    "NEFT": "neft",
+    "RTGS": "rtgs",
+    "IMPS": "imps",
+}
+
+# Bank error / reject codes -> RizzPay decline codes.
+DECLINE_CODES: dict[str, DeclineCode] = {
+    "RTGS_MIN_AMOUNT": "amount_below_method_minimum",
+    "IMPS_MAX_AMOUNT": "amount_over_method_limit",
+    "INSUFFICIENT_FUNDS": "insufficient_funds",
+    "BANK_REJECTED": "bank_rejected",
+    "TPV_MISMATCH": "bank_rejected",
+}
+
+
+class BankTransferConnector:
+    """See the module docstring.  ``settlement_account`` and ``settlement_ifsc``: RizzPay's own
+    account that refunds are paid from."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        client_id: str,
+        api_key: str,
+        settlement_account: str,
+        settlement_ifsc: str,
+        http_settings: HttpSettings | None = None,
+        breaker: CircuitBreaker | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        settings = http_settings or HttpSettings()
+        client = make_client(
+            base_url,
+            settings,
+            headers={"X-Client-Id": client_id, "X-Api-Key": api_key},
+            transport=transport,
+        )
+        self._http = ProviderHttp(client, breaker or CircuitBreaker(NAME), settings)
+        self._settlement = {"ifsc": settlement_ifsc, "accountNumber": settlement_account}
+
+    @property
+    def name(self) -> ProviderName:
+        return NAME
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self._http.breaker
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def charge(self, request: ChargeRequest) -> ChargeResult:
+        method = request.method
+        if not isinstance(method, BankTransferMethod):
+            return ProcessorError(NAME, "unsupported_method", method.type, False, False)
+        if request.currency != "INR":
+            return ProcessorError(NAME, "unsupported_currency", request.currency, False, False)
+        body = {
+            "clientReference": request.payment_id,
+            "expectedAmount": to_bank_amount(request.amount_minor),
+            "currency": "INR",
+            "allowedModes": [method.type.upper()],
+            "remitter": {"ifsc": method.ifsc, "accountLast4": method.account_last4},
+            "remarks": f"RizzPay {request.payment_id}",
+        }
+        try:
+            response = await self._http.request(
+                "POST", "/cbs/v1/virtual-accounts", idempotent=True, json=body
+            )
+        except CallFailed as exc:
+            # Opening a VA moves no money; the customer can only pay once they see it.
+            return call_error(NAME, exc, money_moving=False)
+        answer = json_object(response) or {}
+        if response.status_code in (200, 201) and isinstance(answer.get("virtualAccount"), dict):
+            return _from_va(answer["virtualAccount"])
+        code = str(answer.get("errorCode"))
+        if response.status_code == 422 and code in DECLINE_CODES:
+            return Declined(NAME, DECLINE_CODES[code], code, str(answer.get("errorMessage")))
+        return unexpected(NAME, response.status_code, answer, charge_possible=False)
+
+    async def _va(self, payment_id: str) -> dict[str, Any] | None:
+        response = await self._http.request(
+            "GET", f"/cbs/v1/virtual-accounts/{payment_id}", idempotent=True
+        )
+        if response.status_code == 404:
+            return None
+        body = json_object(response) or {}
+        va = body.get("virtualAccount")
+        if response.status_code != 200 or not isinstance(va, dict):
+            raise CallFailed("not_sent", f"unexpected_{response.status_code}", response.text[:200])
+        return va
+
+    async def status(self, payment_id: str) -> StatusResult:
+        """The VA of our reference: credited, rejected, still waiting, or ``NotFound``."""
+        try:
+            va = await self._va(payment_id)
+        except CallFailed as exc:
+            return enquiry_error(NAME, exc)
+        return NotFound(NAME, payment_id) if va is None else _from_va(va)
+
+    async def capture(self, ref: PaymentRef, amount_minor: int, capture_id: str) -> OperationResult:
+        """A credited transfer is final: capture only confirms the credit covers the amount."""
+        result = await self.status(ref.payment_id)
+        if isinstance(result, ProcessorError):
+            return result
+        if isinstance(result, Approved) and amount_minor <= result.amount_minor:
+            return Done(NAME, result.provider_ref, amount_minor)
+        return Refused(NAME, "not_credited", "the virtual account has no matching credit")
+
+    async def refund(  # noqa: PLR0911 (one per answer)
+        self, ref: PaymentRef, amount_minor: int, refund_id: str
+    ) -> OperationResult:
+        try:
+            va = await self._va(ref.payment_id)
+        except CallFailed as exc:
+            return call_error(NAME, exc, money_moving=False)
+        credits = va.get("credits") if va is not None else None
+        if not isinstance(credits, list) or not credits or not isinstance(credits[0], dict):
+            return Refused(NAME, "not_credited", "nothing was credited to refund")
+        payer = credits[0].get("remitter")
+        if not isinstance(payer, dict):
+            return unexpected(NAME, 200, credits[0], charge_possible=False)
+        try:
+            amount = to_bank_amount(amount_minor)
+        except AmountNotRepresentable as exc:
+            return Refused(NAME, "invalid_amount", str(exc))
+        body = {
+            "clientReference": refund_id,
+            "mode": "IMPS" if amount_minor <= IMPS_MAX_MINOR else "RTGS",
+            "amount": amount,
+            "remitter": self._settlement,
+            "beneficiary": {"ifsc": payer.get("ifsc"), "accountNumber": payer.get("accountNumber")},
+            "remarks": f"Refund {refund_id} of {ref.payment_id}",
+        }
+        try:
+            response = await self._http.request(
+                "POST", "/cbs/v1/transfers", idempotent=True, json=body
+            )
+        except CallFailed as exc:
+            return call_error(NAME, exc, money_moving=True)
+        answer = json_object(response) or {}
+        transfer = answer.get("transfer")
+        if response.status_code in (200, 201) and isinstance(transfer, dict):
+            if transfer.get("status") == "REJECTED":
+                return Refused(
+                    NAME, str(transfer.get("rejectCode")), str(transfer.get("rejectReason"))
+                )
+            return Done(NAME, str(transfer.get("utr") or transfer.get("rrn")), amount_minor)
+        return Refused(NAME, str(answer.get("errorCode")), str(answer.get("errorMessage")))
+
+    async def void(self, ref: PaymentRef) -> OperationResult:
+        try:
+            response = await self._http.request(
+                "POST", f"/cbs/v1/virtual-accounts/{ref.payment_id}/close", idempotent=True
+            )
+        except CallFailed as exc:
+            return call_error(NAME, exc, money_moving=False)
+        answer = json_object(response) or {}
+        if response.status_code == 200:
+            return Done(NAME, ref.provider_ref, 0)
+        return Refused(NAME, str(answer.get("errorCode")), str(answer.get("errorMessage")))
+
+
+def _instructions(va: dict[str, Any]) -> BankTransferInstructions | None:
+    try:
+        amount = from_bank_amount(str(va.get("expectedAmount")))
+        expires = va.get("expiresAt")
+        modes = tuple(MODE_NAMES[m] for m in va.get("allowedModes", []) if m in MODE_NAMES)
+        return BankTransferInstructions(
+            account_number=str(va["vaNumber"]),
+            ifsc=str(va["ifsc"]),
+            beneficiary_name=str(va.get("beneficiaryName", "")),
+            amount_minor=amount,
+            currency="INR",
+            modes=modes,
+            expires_at=datetime.fromisoformat(expires) if isinstance(expires, str) else None,
+        )
+    except (AmountNotRepresentable, KeyError, ValueError):
+        return None
+
+
+def _from_va(va: dict[str, Any]) -> ChargeResult:
+    """A virtual account's state as a result."""
+    number = str(va.get("vaNumber"))
+    status = va.get("status")
+    if status == "CREDITED":
+        credits = va.get("credits") or []
+        credit = credits[0] if credits and isinstance(credits[0], dict) else {}
+        try:
+            amount = from_bank_amount(str(credit.get("amount")))
+        except AmountNotRepresentable:
+            return unexpected(NAME, 200, va, charge_possible=True)
+        reference = credit.get("utr") or credit.get("rrn")
+        return Approved(
+            NAME,
+            number,
+            amount,
+            "INR",
+            captured=True,
+            network_ref=reference if isinstance(reference, str) else None,
+        )
+    if status == "REJECTED":
+        code = str(va.get("rejectCode"))
+        return Declined(
+            NAME, DECLINE_CODES.get(code, "bank_rejected"), code, "transfer rejected", number
+        )
+    if status == "ACTIVE":
+        return Pending(NAME, number, "waiting for the customer's transfer", _instructions(va))
+    if status in ("EXPIRED", "CLOSED"):
+        return Failed(NAME, f"virtual account {str(status).lower()}", str(status), number)
+    return unexpected(NAME, 200, va, charge_possible=True)
