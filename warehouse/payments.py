@@ -18,6 +18,7 @@ from streams.decisions import Applied, Decided, apply_command
 from streams.fees import MdrSchedule
 from streams.ledger import FeeTerms, JournalEntry, account_owner_kind
 from streams.lifecycle import IllegalTransition, state_from_json, state_to_json
+from streams.settlement import PAYOUT_INSTRUCTION_KIND, PAYOUT_KIND, SETTLEMENT_ENTRY_KIND
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,9 @@ class MerchantTotals:
         return self.pending_minor - self.fees_minor - self.gst_minor
 
 
+# Journal entries that settle and pay out merchants' balances, rather than record payments.
+SETTLEMENT_KINDS = (SETTLEMENT_ENTRY_KIND, PAYOUT_INSTRUCTION_KIND, PAYOUT_KIND)
+
 # Statuses whose payment has had money captured.
 CAPTURED_STATUSES = (
     "partially_captured",
@@ -210,8 +214,9 @@ CAPTURED_STATUSES = (
 async def merchant_totals(
     pool: asyncpg.Pool, payment_ids: Sequence[str] | None = None
 ) -> list[MerchantTotals]:
-    """Per merchant and currency: payments captured and declined, and the ledger's pending,
-    fees and GST accounts for those payments.  ``payment_ids`` limits both to those payments."""
+    """Per merchant and currency: payments captured and declined, and what the ledger's
+    pending, fees and GST accounts received for those payments (settlement entries, which move
+    those balances on, are left out).  ``payment_ids`` limits both to those payments."""
     rows = await pool.fetch(
         """WITH p AS (
                SELECT merchant_id, currency,
@@ -233,7 +238,7 @@ async def merchant_totals(
                  FROM journal_entries e
                  JOIN postings po USING (entry_id)
                  JOIN ledger_accounts a USING (account_id)
-                WHERE a.owner <> 'platform'
+                WHERE a.owner <> 'platform' AND e.kind <> ALL($3::text[])
                   AND ($1::text[] IS NULL OR e.payment_id = ANY($1::text[]))
                 GROUP BY a.owner, a.currency)
            SELECT p.*, coalesce(l.pending_minor, 0) AS pending_minor,
@@ -242,6 +247,7 @@ async def merchant_totals(
             ORDER BY captured_minor DESC""",
         None if payment_ids is None else list(payment_ids),
         list(CAPTURED_STATUSES),
+        list(SETTLEMENT_KINDS),
     )
     return [
         MerchantTotals(
