@@ -55,7 +55,14 @@ from streams.connectors.base import (
     unexpected,
 )
 from streams.connectors.breaker import CircuitBreaker
-from streams.connectors.http import CallFailed, HttpSettings, ProviderHttp, json_object, make_client
+from streams.connectors.http import (
+    CallFailed,
+    HttpConnector,
+    HttpSettings,
+    ProviderHttp,
+    json_object,
+    make_client,
+)
 
 NAME: ProviderName = "bank_transfer"
 IMPS_MAX_MINOR = METHOD_LIMIT_MINOR_INR["imps"]
@@ -75,7 +82,7 @@ DECLINE_CODES: dict[str, DeclineCode] = {
 }
 
 
-class BankTransferConnector:
+class BankTransferConnector(HttpConnector):
     """See the module docstring.  ``settlement_account`` and ``settlement_ifsc``: RizzPay's own
     account that refunds are paid from."""
 
@@ -98,19 +105,12 @@ class BankTransferConnector:
             headers={"X-Client-Id": client_id, "X-Api-Key": api_key},
             transport=transport,
         )
-        self._http = ProviderHttp(client, breaker or CircuitBreaker(NAME), settings)
+        super().__init__(ProviderHttp(client, breaker or CircuitBreaker(NAME), settings))
         self._settlement = {"ifsc": settlement_ifsc, "accountNumber": settlement_account}
 
     @property
     def name(self) -> ProviderName:
         return NAME
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self._http.breaker
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         method = request.method

@@ -234,3 +234,18 @@ def _describe(exc: Exception) -> str:
 
 def _snippet(response: httpx.Response) -> str:
     return response.text[:200]
+
+
+class HttpConnector:
+    """What every HTTP connector shares: the circuit breaker guarding its calls, and closing
+    its client."""
+
+    def __init__(self, http: ProviderHttp) -> None:
+        self._http = http
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self._http.breaker
+
+    async def aclose(self) -> None:
+        await self._http.aclose()

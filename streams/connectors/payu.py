@@ -60,7 +60,14 @@ from streams.connectors.base import (
 )
 from streams.connectors.breaker import CircuitBreaker
 from streams.connectors.cards import CardVault, network_for_bin
-from streams.connectors.http import CallFailed, HttpSettings, ProviderHttp, json_object, make_client
+from streams.connectors.http import (
+    CallFailed,
+    HttpConnector,
+    HttpSettings,
+    ProviderHttp,
+    json_object,
+    make_client,
+)
 
 NAME: ProviderName = "payu"
 COMMAND_PATH = "/merchant/postservice.php"
@@ -117,7 +124,7 @@ def command_hash(key: str, command: str, var1: str, salt: str) -> str:
     return hashlib.sha512(f"{key}|{command}|{var1}|{salt}".encode()).hexdigest()
 
 
-class PayuConnector:
+class PayuConnector(HttpConnector):
     """See the module docstring."""
 
     def __init__(
@@ -133,7 +140,7 @@ class PayuConnector:
     ) -> None:
         settings = http_settings or HttpSettings()
         client = make_client(base_url, settings, transport=transport)
-        self._http = ProviderHttp(client, breaker or CircuitBreaker(NAME), settings)
+        super().__init__(ProviderHttp(client, breaker or CircuitBreaker(NAME), settings))
         self._key = key
         self._salt = salt
         self._vault = vault
@@ -141,13 +148,6 @@ class PayuConnector:
     @property
     def name(self) -> ProviderName:
         return NAME
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self._http.breaker
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # --- charge ----------------------------------------------------------------------------
 

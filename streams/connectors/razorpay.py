@@ -71,7 +71,14 @@ from streams.connectors.base import (
 )
 from streams.connectors.breaker import CircuitBreaker
 from streams.connectors.cards import CardVault
-from streams.connectors.http import CallFailed, HttpSettings, ProviderHttp, json_object, make_client
+from streams.connectors.http import (
+    CallFailed,
+    HttpConnector,
+    HttpSettings,
+    ProviderHttp,
+    json_object,
+    make_client,
+)
 
 NAME: ProviderName = "razorpay"
 _T = TypeVar("_T")
@@ -89,7 +96,7 @@ DECLINE_REASONS: dict[str, DeclineCode] = {
 FAILURE_REASONS = frozenset({"authentication_failed", "payment_cancelled"})
 
 
-class RazorpayConnector:
+class RazorpayConnector(HttpConnector):
     """See the module docstring.  ``vault`` turns card tokens into PANs."""
 
     def __init__(
@@ -105,20 +112,13 @@ class RazorpayConnector:
     ) -> None:
         settings = http_settings or HttpSettings()
         client = make_client(base_url, settings, auth=(key_id, key_secret), transport=transport)
-        self._http = ProviderHttp(client, breaker or CircuitBreaker(NAME), settings)
+        super().__init__(ProviderHttp(client, breaker or CircuitBreaker(NAME), settings))
         self._key_secret = key_secret
         self._vault = vault
 
     @property
     def name(self) -> ProviderName:
         return NAME
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self._http.breaker
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     # --- charge ----------------------------------------------------------------------------
 

@@ -56,7 +56,14 @@ from streams.connectors.base import (
 )
 from streams.connectors.breaker import CircuitBreaker
 from streams.connectors.cards import CardVault
-from streams.connectors.http import CallFailed, HttpSettings, ProviderHttp, json_object, make_client
+from streams.connectors.http import (
+    CallFailed,
+    HttpConnector,
+    HttpSettings,
+    ProviderHttp,
+    json_object,
+    make_client,
+)
 
 NAME: ProviderName = "stripe"
 
@@ -73,7 +80,7 @@ FAILURE_CODES = frozenset(
 )
 
 
-class StripeConnector:
+class StripeConnector(HttpConnector):
     """See the module docstring."""
 
     def __init__(
@@ -93,19 +100,12 @@ class StripeConnector:
             headers={"Authorization": f"Bearer {secret_key}"},
             transport=transport,
         )
-        self._http = ProviderHttp(client, breaker or CircuitBreaker(NAME), settings)
+        super().__init__(ProviderHttp(client, breaker or CircuitBreaker(NAME), settings))
         self._vault = vault
 
     @property
     def name(self) -> ProviderName:
         return NAME
-
-    @property
-    def breaker(self) -> CircuitBreaker:
-        return self._http.breaker
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
     async def _post(self, path: str, key: str, form: dict[str, str]) -> httpx.Response:
         return await self._http.request(
