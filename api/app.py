@@ -6,10 +6,9 @@ Routes stay thin: authenticate, parse, call the service functions below, shape t
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,9 +27,11 @@ from api.commands import (
     command_fingerprint,
     load_state,
 )
+from api.context import AUTH_HEADER, Services, authenticate
 from api.idempotency import Claimed, Completed, IdempotencyStore, InFlight, StoredResponse
 from api.problems import Problem, handle_problem, handle_unexpected
 from api.publisher import BrokerUnavailable, KafkaPublisher
+from api.reads import router as reads_router
 from api.schemas import (
     CaptureCreate,
     PaymentCreate,
@@ -45,21 +46,9 @@ from models.events import PaymentRequested, encode
 from models.ids import IDEMPOTENCY_KEY_LEN_MAX, new_event_id, payment_id_for
 from models.money import Money
 from models.topics import PAYMENTS_REQUESTED
-from warehouse.merchants import merchant_for_key
 from warehouse.payments import get_payment
 
 log = logging.getLogger("rizzpay.api")
-
-
-@dataclass
-class Services:
-    settings: ApiSettings
-    pool: asyncpg.Pool
-    idempotency: IdempotencyStore
-    publisher: KafkaPublisher
-    requested_topic: str
-    # api key -> (merchant_id, cached until monotonic seconds)
-    key_cache: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -137,12 +126,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     @app.get(
         "/v1/payments/{payment_id}",
         response_model=PaymentView,
-        openapi_extra={"parameters": [_AUTH_HEADER]},
+        openapi_extra={"parameters": [AUTH_HEADER]},
     )
     async def read_payment(payment_id: str, request: Request) -> dict[str, Any]:
         services: Services = request.app.state.services
         merchant_id = await authenticate(request)
         return await find_payment(services, merchant_id, payment_id)
+
+    app.include_router(reads_router)
 
     generate_openapi = app.openapi
 
@@ -158,16 +149,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
 # The create-payment body schema, with its nested models as shared OpenAPI components.
 _CREATE_SCHEMA = PaymentCreate.model_json_schema(ref_template="#/components/schemas/{model}")
 _CREATE_COMPONENTS: dict[str, Any] = _CREATE_SCHEMA.pop("$defs", {})
-_AUTH_HEADER = {
-    "name": "Authorization",
-    "in": "header",
-    "required": True,
-    "schema": {"type": "string"},
-    "description": "Bearer <merchant API key>",
-}
 _CREATE_PAYMENT_OPENAPI: dict[str, Any] = {
     "parameters": [
-        _AUTH_HEADER,
+        AUTH_HEADER,
         {
             "name": "Idempotency-Key",
             "in": "header",
@@ -225,32 +209,6 @@ def _json(stored: StoredResponse, replayed: bool) -> Response:
         media_type="application/json",
         headers={"Idempotent-Replayed": "true"} if replayed else {},
     )
-
-
-async def authenticate(request: Request) -> str:
-    """The merchant named by a ``Bearer`` API key, or a 401 problem."""
-    services: Services = request.app.state.services
-    authorization = request.headers.get("authorization")
-    if not authorization or not authorization.startswith("Bearer "):
-        raise Problem(
-            401,
-            "unauthenticated",
-            "API key required",
-            "Send 'Authorization: Bearer <api key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    api_key = authorization.removeprefix("Bearer ").strip()
-    now = time.monotonic()
-    cached = services.key_cache.get(api_key)
-    if cached and cached[1] > now:
-        return cached[0]
-    merchant_id = await merchant_for_key(services.pool, api_key)
-    if merchant_id is None:
-        raise Problem(
-            401, "invalid_api_key", "API key not recognised", headers={"WWW-Authenticate": "Bearer"}
-        )
-    services.key_cache[api_key] = (merchant_id, now + services.settings.api_key_cache_ttl_s)
-    return merchant_id
 
 
 def _check_idempotency_key(key: str | None) -> str:
