@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "warehouse",
     "sandbox",
     "settlement",
+    "reports",
 )
 
 
