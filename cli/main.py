@@ -21,6 +21,7 @@ COMMANDS: tuple[str, ...] = (
     "sandbox",
     "settlement",
     "reports",
+    "dashboards",
 )
 
 
