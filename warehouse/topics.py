@@ -18,7 +18,8 @@ def ensure_topics(
     bootstrap: str, prefix: str = "", topics: tuple[TopicSpec, ...] = TOPICS
 ) -> list[str]:
     """Create missing topics with the registry's partitions and configs; returns the created."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    # Warnings and errors only: librdkafka's info lines (queue purges at exit) are noise here.
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
     existing = set(admin.list_topics(timeout=_CREATE_TIMEOUT_S).topics)
     wanted = [
         NewTopic(
