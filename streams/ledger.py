@@ -115,9 +115,13 @@ def platform_account(kind: str, currency: str) -> str:
 
 
 def account_owner_kind(account_id: str) -> tuple[str, str]:
-    """``(owner, kind)`` of an account id made by :func:`merchant_account` or
-    :func:`platform_account`; the owner of a platform account is ``"platform"``."""
+    """``(owner, kind)`` of an account id made by :func:`merchant_account`,
+    :func:`platform_account` or a customer wallet (``customer:<id>:<kind>:<cur>``, see
+    ``streams.wallets``).  The owner of a platform account is ``"platform"``, of a customer's
+    ``"customer:<id>"`` (so it can never collide with a merchant id)."""
     parts = account_id.split(":")
+    if parts[0] == "customer" and len(parts) == 4:
+        return f"customer:{parts[1]}", parts[2]
     if parts[0] == "merchant" and len(parts) == 4:
         return parts[1], parts[2]
     if parts[0] == "platform" and len(parts) == 3:

@@ -153,7 +153,7 @@ async def post_entries(conn: asyncpg.Connection, entries: Sequence[JournalEntry]
            ON CONFLICT (entry_id) DO NOTHING""",
         [e.entry_id for e in entries],
         [e.payment_id for e in entries],
-        [e.merchant_id for e in entries],
+        [e.merchant_id or None for e in entries],  # a customer's wallet entry has no merchant
         [e.kind for e in entries],
         [e.currency for e in entries],
     )
