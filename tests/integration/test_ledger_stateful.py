@@ -5,20 +5,16 @@ says, to the paisa."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-import asyncpg
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
-    RuleBasedStateMachine,
     invariant,
     precondition,
     rule,
@@ -41,6 +37,7 @@ from streams.lifecycle import (
     WinDispute,
     apply,
 )
+from tests.integration.pg_machine import PgStateMachine
 from warehouse.payments import post_entries
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -79,28 +76,14 @@ def _id(prefix: str) -> str:
 ACCEPTED: Counter[str] = Counter()
 
 
-class LedgerMachine(RuleBasedStateMachine):
-    dsn: str = ""
+class LedgerMachine(PgStateMachine):
     payments = Bundle("payments")
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.conn: asyncpg.Connection = self.loop.run_until_complete(asyncpg.connect(self.dsn))
         self.states: dict[str, PaymentState] = {}
         self.models: dict[str, Model] = {}
         self.clock = T0
-
-    def teardown(self) -> None:
-        try:
-            # The chain covers the whole database, so it is verified once per run, not per step.
-            assert self._run(self.conn.fetch("SELECT * FROM ledger_verify_chain()")) == []
-        finally:
-            self.loop.run_until_complete(self.conn.close())
-            self.loop.close()
-
-    def _run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
 
     def _apply(self, pid: str, command: Command) -> bool:
         """Apply to the state machine and post what it emits; False if it was refused."""

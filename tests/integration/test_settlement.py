@@ -12,16 +12,15 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -45,6 +44,7 @@ from streams.lifecycle import (
     apply,
 )
 from streams.settlement import SETTLED_KINDS, SettlementSchedule, ist_date, render_csv
+from tests.integration.pg_machine import PgStateMachine
 from warehouse.merchants import create_merchant
 from warehouse.payments import post_entries
 from warehouse.settlement_store import (
@@ -639,29 +639,15 @@ class Book:
 REACHED: Counter[str] = Counter()
 
 
-class SettlementMachine(RuleBasedStateMachine):
-    dsn: str = ""
-
+class SettlementMachine(PgStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.conn: asyncpg.Connection = self._run(asyncpg.connect(self.dsn))
         self.book = Book()
         self.merchant = ""
         self.sim: Simulator | None = None
         self.schedule = SettlementSchedule()
         self.offset = timedelta(0)
         self.now = datetime.min.replace(tzinfo=UTC)
-
-    def _run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
-    def teardown(self) -> None:
-        try:
-            assert self._run(self.conn.fetch("SELECT * FROM ledger_verify_chain()")) == []
-        finally:
-            self._run(self.conn.close())
-            self.loop.close()
 
     @initialize(
         bps=st.sampled_from([0, 500, 1_000]), days=st.integers(1, 3), seed=st.integers(0, 10**6)
@@ -740,6 +726,8 @@ class SettlementMachine(RuleBasedStateMachine):
             book.instructed[outcome.batch_id] = net
         book.unsettled_net = book.unsettled_captured = book.unsettled_entries = 0
 
+    # Only eligible when a batch awaits its payout, so runs reach payouts often.
+    @precondition(lambda self: any(b not in self.book.paid for b in self.book.instructed))
     @rule(data=st.data())
     def payout(self, data: st.DataObject) -> None:
         pending = [b for b in self.book.instructed if b not in self.book.paid]
@@ -779,9 +767,10 @@ def test_random_sequences_with_settle_and_payout_match_the_model(pg_dsn: str) ->
     run_state_machine_as_test(
         SettlementMachine,
         settings=settings(
-            max_examples=30,
-            stateful_step_count=25,
+            max_examples=60,
+            stateful_step_count=30,
             deadline=None,
+            derandomize=True,  # fixed exploration, so the coverage check below cannot flake
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )

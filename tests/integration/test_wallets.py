@@ -9,14 +9,12 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
-    RuleBasedStateMachine,
     initialize,
     invariant,
     rule,
@@ -44,6 +42,7 @@ from streams.wallets import (
     WalletLimitExceeded,
     WalletState,
 )
+from tests.integration.pg_machine import PgStateMachine
 from warehouse.wallet_store import (
     TableBalance,
     execute,
@@ -370,28 +369,14 @@ names = st.sampled_from(WALLET_NAMES)
 OUTCOMES: Counter[tuple[str, str]] = Counter()
 
 
-class WalletMachine(RuleBasedStateMachine):
-    dsn: str = ""
-
+class WalletMachine(PgStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.conn: asyncpg.Connection = self._run(asyncpg.connect(self.dsn))
         self.run_id = uuid.uuid4().hex[:8]
         self.clock = T0
         self.balance: dict[str, int] = {}
         self.holds: dict[str, ModelHold] = {}
         self.applied: list[Operation] = []
-
-    def _run(self, coro: Any) -> Any:
-        return self.loop.run_until_complete(coro)
-
-    def teardown(self) -> None:
-        try:
-            assert self._run(self.conn.fetch("SELECT * FROM ledger_verify_chain()")) == []
-        finally:
-            self._run(self.conn.close())
-            self.loop.close()
 
     @initialize()
     def open_wallets(self) -> None:
@@ -574,7 +559,7 @@ def test_wallets_against_a_reference_model(pg_dsn: str) -> None:
     run_state_machine_as_test(
         WalletMachine,
         settings=settings(
-            max_examples=40,
+            max_examples=80,
             stateful_step_count=30,
             deadline=None,
             derandomize=True,
