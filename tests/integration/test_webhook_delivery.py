@@ -39,6 +39,7 @@ from streams.webhooks.address_guard import IPAddress, Resolver
 from streams.webhooks.delivery import AttemptResult, deliver_due, new_http_client
 from streams.webhooks.store import (
     Delivery,
+    Endpoint,
     EndpointDisabled,
     UnknownEventType,
     create_endpoint,
@@ -148,6 +149,21 @@ def loopback_resolver(host: str) -> list[IPAddress]:
     return [IPv4Address("127.0.0.1")]
 
 
+async def local_endpoint(
+    pg: asyncpg.Pool, merchant_id: str, url: str, event_types: list[str] | None = None
+) -> Endpoint:
+    """An endpoint on this machine's test receiver (loopback allowed, as in development)."""
+    return await create_endpoint(
+        pg,
+        merchant_id=merchant_id,
+        url=url,
+        event_types=["*"] if event_types is None else event_types,
+        resolver=loopback_resolver,
+        now=T0,
+        allow_loopback=True,
+    )
+
+
 def _name() -> str:
     return uuid.uuid4().hex[:12]
 
@@ -215,25 +231,9 @@ async def test_signed_delivery_verifies_at_a_real_receiver(
         )
     assert refused.value.code == "scheme_not_allowed"
     with pytest.raises(UnsafeWebhookUrl) as refused:
-        await create_endpoint(
-            pg,
-            merchant_id=merchant.merchant_id,
-            url="https://10.1.2.3/hooks",
-            event_types=["*"],
-            resolver=loopback_resolver,
-            now=T0,
-            allow_loopback=True,
-        )
+        await local_endpoint(pg, merchant.merchant_id, "https://10.1.2.3/hooks")
     assert refused.value.code == "resolves_to_private_address"
-    endpoint = await create_endpoint(
-        pg,
-        merchant_id=merchant.merchant_id,
-        url=url,
-        event_types=["*"],
-        resolver=loopback_resolver,
-        now=T0,
-        allow_loopback=True,
-    )
+    endpoint = await local_endpoint(pg, merchant.merchant_id, url)
     now = datetime.now(UTC)  # the receiver verifies against its real clock
     old_secret = endpoint.secret
     rotated = await rotate_secret(pg, endpoint.endpoint_id, now=now)
@@ -263,14 +263,8 @@ async def test_failing_receiver_is_retried_on_the_schedule_then_dead_lettered(
 ) -> None:
     name = _name()
     receiver.status[name] = 500
-    endpoint = await create_endpoint(
-        pg,
-        merchant_id=merchant.merchant_id,
-        url=receiver.url(name),
-        event_types=["payment.captured"],
-        resolver=loopback_resolver,
-        now=T0,
-        allow_loopback=True,
+    endpoint = await local_endpoint(
+        pg, merchant.merchant_id, receiver.url(name), event_types=["payment.captured"]
     )
     event = captured(merchant.merchant_id, "order-2")
     async with pg.acquire() as conn:
@@ -316,15 +310,7 @@ async def test_410_disables_the_endpoint_and_dead_letters_its_queue(
     receiver.status[gone] = 410
     endpoints = {}
     for name in (gone, alive):
-        endpoints[name] = await create_endpoint(
-            pg,
-            merchant_id=merchant.merchant_id,
-            url=receiver.url(name),
-            event_types=["*"],
-            resolver=loopback_resolver,
-            now=T0,
-            allow_loopback=True,
-        )
+        endpoints[name] = await local_endpoint(pg, merchant.merchant_id, receiver.url(name))
     events = [captured(merchant.merchant_id, f"order-410-{i}") for i in range(3)]
     async with pg.acquire() as conn:
         for event in events:
@@ -368,15 +354,7 @@ async def test_replay_from_the_dead_letter_store_delivers_once(
 ) -> None:
     name = _name()
     receiver.status[name] = 503
-    endpoint = await create_endpoint(
-        pg,
-        merchant_id=merchant.merchant_id,
-        url=receiver.url(name),
-        event_types=["*"],
-        resolver=loopback_resolver,
-        now=T0,
-        allow_loopback=True,
-    )
+    endpoint = await local_endpoint(pg, merchant.merchant_id, receiver.url(name))
     event = captured(merchant.merchant_id, "order-replay")
     async with pg.acquire() as conn:
         await enqueue(conn, event, now=T0)
@@ -408,15 +386,7 @@ async def test_per_payment_order_holds_while_the_first_delivery_fails(
     pg: asyncpg.Pool, merchant, receiver: Receiver, http_client: httpx.AsyncClient
 ) -> None:
     name = _name()
-    endpoint = await create_endpoint(
-        pg,
-        merchant_id=merchant.merchant_id,
-        url=receiver.url(name),
-        event_types=["*"],
-        resolver=loopback_resolver,
-        now=T0,
-        allow_loopback=True,
-    )
+    endpoint = await local_endpoint(pg, merchant.merchant_id, receiver.url(name))
     first = captured(merchant.merchant_id, "order-seq")
     second = refunded(merchant.merchant_id, "order-seq")
     other = captured(merchant.merchant_id, "order-other")  # another payment: not held back
@@ -461,14 +431,8 @@ async def test_event_type_filters_choose_the_endpoints(
     pg: asyncpg.Pool, merchant, receiver: Receiver, http_client: httpx.AsyncClient
 ) -> None:
     async def endpoint(event_types: list[str]) -> str:
-        created = await create_endpoint(
-            pg,
-            merchant_id=merchant.merchant_id,
-            url=receiver.url(_name()),
-            event_types=event_types,
-            resolver=loopback_resolver,
-            now=T0,
-            allow_loopback=True,
+        created = await local_endpoint(
+            pg, merchant.merchant_id, receiver.url(_name()), event_types=event_types
         )
         return created.endpoint_id
 
@@ -503,15 +467,7 @@ async def test_enqueueing_the_same_event_again_is_a_no_op(
     pg: asyncpg.Pool, merchant, receiver: Receiver, http_client: httpx.AsyncClient
 ) -> None:
     name = _name()
-    endpoint = await create_endpoint(
-        pg,
-        merchant_id=merchant.merchant_id,
-        url=receiver.url(name),
-        event_types=["*"],
-        resolver=loopback_resolver,
-        now=T0,
-        allow_loopback=True,
-    )
+    endpoint = await local_endpoint(pg, merchant.merchant_id, receiver.url(name))
     event = captured(merchant.merchant_id, "order-dup")
     async with pg.acquire() as conn:
         assert await enqueue(conn, event, now=T0) == 1
@@ -570,15 +526,7 @@ async def test_a_slow_receiver_times_out_and_is_retried(
 ) -> None:
     name = _name()
     receiver.delay_s[name] = 2.0
-    endpoint = await create_endpoint(
-        pg,
-        merchant_id=merchant.merchant_id,
-        url=receiver.url(name),
-        event_types=["*"],
-        resolver=loopback_resolver,
-        now=T0,
-        allow_loopback=True,
-    )
+    endpoint = await local_endpoint(pg, merchant.merchant_id, receiver.url(name))
     event = captured(merchant.merchant_id, "order-slow")
     async with pg.acquire() as conn:
         await enqueue(conn, event, now=T0)
@@ -606,15 +554,7 @@ async def test_concurrent_engines_send_each_event_once_and_in_payment_order(
 ) -> None:
     name = _name()
     receiver.delay_s[name] = 0.02
-    await create_endpoint(
-        pg,
-        merchant_id=merchant.merchant_id,
-        url=receiver.url(name),
-        event_types=["*"],
-        resolver=loopback_resolver,
-        now=T0,
-        allow_loopback=True,
-    )
+    await local_endpoint(pg, merchant.merchant_id, receiver.url(name))
     per_payment: dict[str, list[str]] = {}
     async with pg.acquire() as conn:
         for p in range(4):
