@@ -100,6 +100,23 @@ def decode_batch(
     return decoded, rejected
 
 
+def fee_terms(
+    profile: MerchantProfile,
+    settings: WorkerSettings,
+    method: MethodType,
+    network: CardNetwork | None,
+) -> FeeTerms:
+    """What a capture of this merchant's ``method`` payment is charged: its own MDR schedule
+    or the platform default, and GST by its state against the gateway's."""
+    return FeeTerms(
+        schedule=profile.mdr_schedule or settings.default_mdr,
+        method=method,
+        merchant_state=profile.state_code,
+        gateway_state=settings.gateway_state_code,
+        network=network,
+    )
+
+
 def decide_batch(
     decoded: Sequence[tuple[Event, PaymentRequested]],
     profiles: Mapping[str, MerchantProfile],
@@ -115,12 +132,8 @@ def decide_batch(
             reason = f"merchant {request.merchant_id!r} does not exist"
             rejected.append(Rejected(event, "unknown_merchant", reason))
             continue
-        terms = FeeTerms(
-            schedule=profile.mdr_schedule or settings.default_mdr,
-            method=request.method.type,
-            merchant_state=profile.state_code,
-            gateway_state=settings.gateway_state_code,
-            network=getattr(request.method, "network", None),
+        terms = fee_terms(
+            profile, settings, request.method.type, getattr(request.method, "network", None)
         )
         decided.append((event, decide(request, terms)))
     return decided, rejected
@@ -212,12 +225,8 @@ class PaymentsProcessor:
             profile = profiles.get(merchant_id)
             if profile is None:
                 return None
-            return FeeTerms(
-                schedule=profile.mdr_schedule or self.settings.default_mdr,
-                method=cast(MethodType, method),
-                merchant_state=profile.state_code,
-                gateway_state=self.settings.gateway_state_code,
-                network=cast(CardNetwork | None, network),
+            return fee_terms(
+                profile, self.settings, cast(MethodType, method), cast(CardNetwork | None, network)
             )
 
         return terms
