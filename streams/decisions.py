@@ -26,11 +26,17 @@ from streams.lifecycle import (
     Capture,
     Command,
     Decline,
+    Fail,
     PaymentState,
     Refund,
+    RequireAction,
     Void,
     apply,
 )
+
+Verdict = Authorize | Decline | RequireAction | Fail
+"""How a new payment's authorization ended: the lifecycle command that records it.  A
+connector's answer maps onto one (``streams.connectors.base.lifecycle_decision``)."""
 
 
 @dataclass(frozen=True)
@@ -50,19 +56,35 @@ def capture_id_for(payment_id: str) -> str:
     return "cap_" + payment_id.removeprefix("pay_")
 
 
-def decide(request: PaymentRequested, fees: FeeTerms | None = None) -> Decided:
-    """Authorize or decline ``request``; capture it when its capture mode is automatic.
+def rules_verdict(request: PaymentRequested) -> Verdict:
+    """The verdict of RizzPay's own rules (method limits, test instruments), used when no
+    processor is asked."""
+    code = decline_code_for(request)
+    return Authorize() if code is None else Decline(code)
 
-    ``fees`` prices the capture (see :func:`streams.ledger.entry_for`).
+
+def decide(
+    request: PaymentRequested,
+    fees: FeeTerms | None = None,
+    verdict: Verdict | None = None,
+    *,
+    hold: bool = False,
+) -> Decided:
+    """Record ``request``'s authorization ``verdict`` (default: :func:`rules_verdict`), and
+    capture it when it authorized, its capture mode is automatic and it is not held.
+
+    ``fees`` prices the capture (see :func:`streams.ledger.entry_for`).  ``hold`` keeps an
+    authorized payment uncaptured, say while a fraud analyst reviews it.
     """
     now = request.occurred_at
     state = PaymentState.from_request(request)
     events: list[LifecycleEvent] = []
-    code = decline_code_for(request)
-    step = apply(state, Authorize() if code is None else Decline(code), now=now)
+    if verdict is None:
+        verdict = rules_verdict(request)
+    step = apply(state, verdict, now=now)
     state = step.state
     events.extend(step.events)
-    if code is None and request.capture == "automatic":
+    if isinstance(verdict, Authorize) and request.capture == "automatic" and not hold:
         amount = request.amount
         capture = Capture(capture_id_for(request.payment_id), amount.minor, amount.currency)
         step = apply(state, capture, now=now)

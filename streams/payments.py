@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import asyncpg
 import faust
@@ -27,7 +27,7 @@ from models.events import DeadLetter, DecodeError, PaymentCommand, PaymentReques
 from models.methods import MethodType
 from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
 from streams.app import raw_topic
-from streams.decisions import Applied, Decided, decide
+from streams.decisions import Applied, Decided, Verdict, decide, rules_verdict
 from streams.fees import CardNetwork
 from streams.ledger import FeeTerms
 from streams.retry import retry_transient
@@ -117,13 +117,37 @@ def fee_terms(
     )
 
 
+class Authorizer(Protocol):
+    """Decides how new payments' authorizations end: by RizzPay's own rules, or by asking a
+    processor through ``streams.connectors``.  A payment missing from the answer is decided by
+    the rules."""
+
+    async def verdicts(self, requests: Sequence[PaymentRequested]) -> Mapping[str, Verdict]:
+        """The verdict per ``payment_id`` for ``requests``."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class RulesAuthorizer:
+    """Authorizes by :func:`streams.decisions.rules_verdict` alone, asking nobody."""
+
+    async def verdicts(self, requests: Sequence[PaymentRequested]) -> Mapping[str, Verdict]:
+        return {r.payment_id: rules_verdict(r) for r in requests}
+
+    async def aclose(self) -> None:
+        return None
+
+
 def decide_batch(
     decoded: Sequence[tuple[Event, PaymentRequested]],
     profiles: Mapping[str, MerchantProfile],
     settings: WorkerSettings,
+    verdicts: Mapping[str, Verdict] | None = None,
 ) -> tuple[list[tuple[Event, Decided]], list[Rejected]]:
-    """Decide every decoded payment, priced with its merchant's fee terms; a payment of a
-    merchant RizzPay does not know is rejected."""
+    """Decide every decoded payment with its verdict (default: the rules), priced with its
+    merchant's fee terms; a payment of a merchant RizzPay does not know is rejected."""
+    verdicts = verdicts or {}
     decided: list[tuple[Event, Decided]] = []
     rejected: list[Rejected] = []
     for event, request in decoded:
@@ -135,15 +159,19 @@ def decide_batch(
         terms = fee_terms(
             profile, settings, request.method.type, getattr(request.method, "network", None)
         )
-        decided.append((event, decide(request, terms)))
+        verdict = verdicts.get(request.payment_id)
+        decided.append((event, decide(request, terms, verdict)))
     return decided, rejected
 
 
 class PaymentsProcessor:
     """Holds the agent's connections; ``handle`` processes one batch."""
 
-    def __init__(self, app: faust.App, settings: WorkerSettings) -> None:
+    def __init__(
+        self, app: faust.App, settings: WorkerSettings, authorizer: Authorizer | None = None
+    ) -> None:
         self.settings = settings
+        self.authorizer: Authorizer = authorizer or RulesAuthorizer()
         prefix = settings.topic_prefix
         self.lifecycle = raw_topic(app, PAYMENTS_LIFECYCLE, prefix)
         self.deadletter = raw_topic(app, PAYMENTS_DEADLETTER, prefix)
@@ -161,6 +189,7 @@ class PaymentsProcessor:
         return self._pool
 
     async def close(self) -> None:
+        await self.authorizer.aclose()
         if self._pool is not None:
             await self._pool.close()
 
@@ -190,7 +219,9 @@ class PaymentsProcessor:
         # partition, so within a batch this keeps each payment's own order.
         creations = [(e, r) for e, r in decoded if isinstance(r, PaymentRequested)]
         commands = [(e, r) for e, r in decoded if not isinstance(r, PaymentRequested)]
-        decided, refused = decide_batch(creations, profiles, self.settings)
+        known = [r for _, r in creations if r.merchant_id in profiles]
+        verdicts = await self.authorizer.verdicts(known) if known else {}
+        decided, refused = decide_batch(creations, profiles, self.settings, verdicts)
         rejected.extend(refused)
         result = BatchResult([], [], [])
         if decided:
