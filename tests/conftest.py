@@ -32,7 +32,9 @@ from warehouse.merchants import create_merchant
 from warehouse.migrate import migrate_postgres
 from warehouse.topics import ensure_topics
 
-TEMPLATE_DB = "rizzpay_test_template"
+# One template per pytest process, so concurrent test runs against one stack never drop each
+# other's template.
+TEMPLATE_DB = f"rizzpay_test_template_{os.getpid()}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -52,8 +54,8 @@ def _with_database(dsn: str, database: str) -> str:
 
 
 @pytest.fixture(scope="session")
-async def pg_template(endpoints: ServiceEndpoints) -> str:
-    """A database migrated once per session, copied for each test."""
+async def pg_template(endpoints: ServiceEndpoints) -> AsyncIterator[str]:
+    """A database migrated once per session, copied for each test, dropped at the end."""
     try:
         conn = await asyncpg.connect(endpoints.pg_dsn, timeout=5)
     except (OSError, asyncpg.PostgresError) as exc:
@@ -64,7 +66,12 @@ async def pg_template(endpoints: ServiceEndpoints) -> str:
     finally:
         await conn.close()
     await migrate_postgres(_with_database(endpoints.pg_dsn, TEMPLATE_DB))
-    return TEMPLATE_DB
+    yield TEMPLATE_DB
+    conn = await asyncpg.connect(endpoints.pg_dsn)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
+    finally:
+        await conn.close()
 
 
 @pytest.fixture
