@@ -52,7 +52,7 @@ format: $(VENV)/.synced ## rewrite files with ruff's fixes and formatter
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-up: $(VENV)/.synced ## start Kafka (KRaft), PostgreSQL and Redis; idempotent
+up: $(VENV)/.synced ## start Kafka (KRaft), PostgreSQL, Redis and the processor sandboxes; idempotent
 	$(RIZZPAY) stack up
 	$(RIZZPAY) migrate
 

@@ -31,6 +31,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -53,8 +54,8 @@ KAFKA_DEPLOY_DIR = REPO_ROOT / "deploy" / "kafka"
 KAFKA_POM = KAFKA_DEPLOY_DIR / "pom.xml"
 KAFKA_LOG4J_CONFIG = KAFKA_DEPLOY_DIR / "log4j2.yaml"
 
-ServiceName = Literal["kafka", "postgres", "redis", "clickhouse"]
-MANAGEABLE: tuple[ServiceName, ...] = ("kafka", "postgres", "redis")
+ServiceName = Literal["kafka", "postgres", "redis", "sandbox", "clickhouse"]
+MANAGEABLE: tuple[ServiceName, ...] = ("kafka", "postgres", "redis", "sandbox")
 ALL_SERVICES: tuple[ServiceName, ...] = (*MANAGEABLE, "clickhouse")
 
 PG_ROLE = "rizzpay"
@@ -90,15 +91,28 @@ class StackSettings(ServiceEndpoints):
     pg_bin_dir: Path | None = None
     pg_max_connections: int = 200
     redis_port: int = 16379
+    # The processors' sandboxes (``rizzpay sandbox serve``): provider i of sandbox.PROVIDERS
+    # (razorpay, payu, stripe, bank) on sandbox_port + i, its admin API on sandbox_port + 100 + i.
+    sandbox_port: int = 18100
+    # Answers take 50-300 ms like a processor's; lower them for quick demos
+    # (RIZZPAY_SANDBOX_LATENCY_MS_MAX).  The customer-side delays stand for a person approving
+    # a UPI collect and an NEFT batch (real ones take minutes).
+    sandbox_latency_ms_min: int = 50
+    sandbox_latency_ms_max: int = 300
+    sandbox_upi_approve_ms: int = 1500
+    sandbox_upi_expiry_ms: int = 5000
+    sandbox_neft_settle_ms: int = 2000
 
     stack_manage_kafka: bool = True
     stack_manage_postgres: bool = True
     stack_manage_redis: bool = True
+    stack_manage_sandbox: bool = True
 
     jar_fetch_timeout_s: float = 900.0
     kafka_start_timeout_s: float = 90.0
     pg_start_timeout_s: float = 60.0
     redis_start_timeout_s: float = 15.0
+    sandbox_start_timeout_s: float = 30.0
     stop_timeout_s: float = 30.0
     health_timeout_s: float = 2.0
 
@@ -1055,6 +1069,106 @@ def stop_redis(settings: StackSettings) -> int | None:
 
 
 # --------------------------------------------------------------------------------------------
+# Processor sandboxes
+# --------------------------------------------------------------------------------------------
+
+# (sandbox name, the RIZZPAY_CONNECTORS_* variable workers read its URL from), in port order
+# (sandbox.PROVIDERS; not imported so the stack does not load the sandboxes' apps).
+SANDBOXES: tuple[tuple[str, str], ...] = (
+    ("razorpay", "RIZZPAY_CONNECTORS_RAZORPAY_URL"),
+    ("payu", "RIZZPAY_CONNECTORS_PAYU_URL"),
+    ("stripe", "RIZZPAY_CONNECTORS_STRIPE_URL"),
+    ("bank", "RIZZPAY_CONNECTORS_BANK_URL"),
+)
+SANDBOX_ADMIN_OFFSET = 100
+
+
+def sandbox_urls(settings: StackSettings) -> dict[str, str]:
+    """Each sandbox's API URL (what the connectors call)."""
+    return {
+        name: f"http://127.0.0.1:{settings.sandbox_port + i}"
+        for i, (name, _) in enumerate(SANDBOXES)
+    }
+
+
+def _sandbox_files(settings: StackSettings) -> tuple[Path, Path]:
+    home = settings.home.resolve()
+    return home / "run" / "sandbox.pid", home / "logs" / "sandbox.log"
+
+
+def sandbox_healthy(settings: StackSettings) -> bool:
+    """True when every sandbox's admin API answers its health check."""
+    for i in range(len(SANDBOXES)):
+        port = settings.sandbox_port + SANDBOX_ADMIN_OFFSET + i
+        try:
+            response = httpx.get(
+                f"http://127.0.0.1:{port}/__sandbox/health", timeout=settings.health_timeout_s
+            )
+        except httpx.HTTPError:
+            return False
+        if response.status_code != 200:
+            return False
+    return True
+
+
+def _is_our_sandbox(settings: StackSettings) -> Callable[[list[str]], bool]:
+    port = str(settings.sandbox_port)
+    return lambda argv: "sandbox" in argv and "serve" in argv and port in argv
+
+
+def sandbox_pid(settings: StackSettings) -> int | None:
+    """The pid of the ``rizzpay sandbox serve`` this stack started, if it is running."""
+    return _find_process(_sandbox_files(settings)[0], _is_our_sandbox(settings))
+
+
+def start_sandbox(settings: StackSettings) -> float:
+    """Start ``rizzpay sandbox serve`` detached; seconds spent (0.0 if it was up)."""
+    if sandbox_healthy(settings):
+        return 0.0
+    if not settings.stack_manage_sandbox:
+        raise StackError(
+            "sandbox", "the sandboxes do not answer, and RIZZPAY_STACK_MANAGE_SANDBOX=false"
+        )
+    started_at = time.monotonic()
+    pid_file, log_file = _sandbox_files(settings)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    if sandbox_pid(settings) is None:
+        with log_file.open("ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "sandbox", "serve",
+                 "--port", str(settings.sandbox_port),
+                 "--latency-ms-min", str(settings.sandbox_latency_ms_min),
+                 "--latency-ms-max", str(settings.sandbox_latency_ms_max),
+                 "--upi-approve-ms", str(settings.sandbox_upi_approve_ms),
+                 "--upi-expiry-ms", str(settings.sandbox_upi_expiry_ms),
+                 "--neft-settle-ms", str(settings.sandbox_neft_settle_ms)],
+                cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # outlives `rizzpay stack up`
+            )  # fmt: skip
+        pid_file.write_text(f"{proc.pid}\n")
+    deadline = started_at + settings.sandbox_start_timeout_s
+    while not sandbox_healthy(settings):
+        if time.monotonic() > deadline:
+            raise StackError(
+                "sandbox",
+                f"no answer on ports {settings.sandbox_port}+ after "
+                f"{settings.sandbox_start_timeout_s:.0f} s\n{log_tail(log_file)}",
+            )
+        time.sleep(POLL_INTERVAL_S)
+    return time.monotonic() - started_at
+
+
+def stop_sandbox(settings: StackSettings) -> int | None:
+    """SIGTERM our sandboxes; pid or None."""
+    pid = sandbox_pid(settings)
+    if pid is not None:
+        terminate_process(pid, settings.stop_timeout_s)
+    _sandbox_files(settings)[0].unlink(missing_ok=True)
+    return pid
+
+
+# --------------------------------------------------------------------------------------------
 # ClickHouse (embedded: report only)
 # --------------------------------------------------------------------------------------------
 
@@ -1094,6 +1208,7 @@ def _managed(settings: StackSettings, name: ServiceName) -> bool:
         "kafka": settings.stack_manage_kafka,
         "postgres": settings.stack_manage_postgres,
         "redis": settings.stack_manage_redis,
+        "sandbox": settings.stack_manage_sandbox,
         "clickhouse": False,
     }[name]
 
@@ -1115,12 +1230,21 @@ def service_status(settings: StackSettings, name: ServiceName) -> ServiceStatus:
         ok = redis_healthy(settings.redis_url, timeout)
         pid = redis_pid(settings) if managed else None
         endpoint = _redact(settings.redis_url)
+    elif name == "sandbox":
+        ok = sandbox_healthy(settings)
+        pid = sandbox_pid(settings) if managed else None
+        endpoint = _sandbox_endpoint(settings)
     else:
         return clickhouse_status(settings)
     detail = "" if managed else "external (not managed by the stack)"
     if not ok and pid is not None:
         detail = "process running but not answering"
     return ServiceStatus(name, "up" if ok else "down", endpoint, managed, pid, detail)
+
+
+def _sandbox_endpoint(settings: StackSettings) -> str:
+    first = settings.sandbox_port
+    return f"127.0.0.1:{first}-{first + len(SANDBOXES) - 1} (razorpay, payu, stripe, bank)"
 
 
 def status(settings: StackSettings) -> list[ServiceStatus]:
@@ -1143,6 +1267,11 @@ def _record_endpoints(settings: StackSettings, chosen: Iterable[ServiceName]) ->
         _write_env_value(env_file, "RIZZPAY_KAFKA_BOOTSTRAP", settings.kafka_bootstrap)
     if settings.stack_manage_redis and "redis" in chosen:
         _write_env_value(env_file, "RIZZPAY_REDIS_URL", settings.redis_url)
+    if settings.stack_manage_sandbox and "sandbox" in chosen:
+        # Workers authorize through the processors once their URLs are configured.
+        urls = sandbox_urls(settings)
+        for name, variable in SANDBOXES:
+            _write_env_value(env_file, variable, urls[name])
 
 
 def stack_up(
@@ -1176,6 +1305,7 @@ def stack_up(
     starters: tuple[tuple[ServiceName, Callable[[StackSettings], float]], ...] = (
         ("postgres", start_postgres),
         ("redis", start_redis),
+        ("sandbox", start_sandbox),
     )
     for name, start in starters:
         if name in chosen:
@@ -1211,6 +1341,7 @@ def stack_down(
         "kafka": stop_kafka,
         "postgres": stop_postgres,
         "redis": stop_redis,
+        "sandbox": stop_sandbox,
     }
     rows: list[ServiceStatus] = []
     for name in _selected(services):
@@ -1225,6 +1356,7 @@ def stack_down(
         endpoint = (
             _redact(pg_endpoint(settings)) if name == "postgres"
             else settings.kafka_bootstrap if name == "kafka"
+            else _sandbox_endpoint(settings) if name == "sandbox"
             else _redact(settings.redis_url)
         )  # fmt: skip
         started = time.monotonic()
@@ -1245,4 +1377,5 @@ def env_exports(settings: StackSettings) -> dict[str, str]:
         "RIZZPAY_PG_DSN": pg_endpoint(settings),
         "RIZZPAY_REDIS_URL": settings.redis_url,
         "RIZZPAY_CLICKHOUSE_DSN": settings.clickhouse_dsn,
+        **{variable: sandbox_urls(settings)[name] for name, variable in SANDBOXES},
     }

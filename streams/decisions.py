@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from models.events import (
     CaptureRequested,
+    DisputeOpenRequested,
+    DisputeResolveRequested,
     LifecycleEvent,
     PaymentCommand,
     PaymentRequested,
@@ -27,16 +29,33 @@ from streams.lifecycle import (
     Command,
     Decline,
     Fail,
+    LoseDispute,
+    OpenDispute,
     PaymentState,
     Refund,
     RequireAction,
     Void,
+    WinDispute,
     apply,
 )
 
 Verdict = Authorize | Decline | RequireAction | Fail
 """How a new payment's authorization ended: the lifecycle command that records it.  A
 connector's answer maps onto one (``streams.connectors.base.lifecycle_decision``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Undecided:
+    """No verdict yet: the processor's answer is pending (a bank transfer the customer has not
+    sent) or unknown (no usable answer; the processor may hold the payment).  The payment is
+    recorded ``created`` with no events and no postings; the processor poller
+    (``streams.authorizer``) settles it later.  Never a reason to decide by the rules: that
+    could authorize a payment the processor declines, or charge it twice."""
+
+    reason: str
+
+
+Outcome = Verdict | Undecided
 
 
 @dataclass(frozen=True)
@@ -66,7 +85,7 @@ def rules_verdict(request: PaymentRequested) -> Verdict:
 def decide(
     request: PaymentRequested,
     fees: FeeTerms | None = None,
-    verdict: Verdict | None = None,
+    verdict: Outcome | None = None,
     *,
     hold: bool = False,
 ) -> Decided:
@@ -74,11 +93,14 @@ def decide(
     capture it when it authorized, its capture mode is automatic and it is not held.
 
     ``fees`` prices the capture (see :func:`streams.ledger.entry_for`).  ``hold`` keeps an
-    authorized payment uncaptured, say while a fraud analyst reviews it.
+    authorized payment uncaptured, say while a fraud analyst reviews it.  An
+    :class:`Undecided` verdict records the payment ``created``, with no events.
     """
     now = request.occurred_at
     state = PaymentState.from_request(request)
     events: list[LifecycleEvent] = []
+    if isinstance(verdict, Undecided):
+        return Decided(request, state, (), ())
     if verdict is None:
         verdict = rules_verdict(request)
     step = apply(state, verdict, now=now)
@@ -92,6 +114,29 @@ def decide(
         events.extend(step.events)
     entries = tuple(e for e in (entry_for(ev, fees) for ev in events) if e is not None)
     return Decided(request, state, tuple(events), entries)
+
+
+# Keys of the lifecycle commands that decide a new payment (``decide`` and the processor
+# poller apply only these before the merchant's own commands).
+_DECISION_KINDS = ("authorize", "decline", "fail", "require_action:", "complete_action:", "expire")
+
+
+def stored_decision(request: PaymentRequested, state: PaymentState) -> Decided:
+    """The :class:`Decided` of a payment already recorded as ``state``: its decision's events
+    as they were emitted (redelivered requests re-announce exactly those, never a new verdict),
+    no entries (they were posted when it was recorded).
+
+    A redelivered payment must not be authorized again: a processor may have settled it since
+    (a UPI collect approved, a status poll), and a fresh verdict could disagree with the book
+    of record.  Events of the automatic capture count as part of the decision."""
+    auto_capture = f"capture:{capture_id_for(request.payment_id)}"
+    events = tuple(
+        e
+        for a in state.applied
+        if a.key.startswith(_DECISION_KINDS) or a.key == auto_capture
+        for e in a.events
+    )
+    return Decided(request, state, events, ())
 
 
 @dataclass(frozen=True)
@@ -111,6 +156,14 @@ def to_lifecycle_command(event: PaymentCommand) -> Command:
             return Void()
         case RefundRequested():
             return Refund(event.refund_id, event.amount.minor, event.amount.currency)
+        case DisputeOpenRequested():
+            return OpenDispute(
+                event.dispute_id, event.amount.minor, event.amount.currency, event.evidence_due_at
+            )
+        case DisputeResolveRequested(outcome="won"):
+            return WinDispute(event.dispute_id)
+        case DisputeResolveRequested():
+            return LoseDispute(event.dispute_id)
 
 
 def consume(event: PaymentRequested | PaymentCommand) -> Decided | CommandPlan:

@@ -23,14 +23,27 @@ import faust
 from faust.streams import Stream
 from faust.types import EventT
 
-from models.events import DeadLetter, DecodeError, PaymentCommand, PaymentRequested, encode
+from models.events import (
+    DeadLetter,
+    DecodeError,
+    LifecycleEvent,
+    PaymentCommand,
+    PaymentRequested,
+    PaymentScored,
+    encode,
+)
 from models.methods import MethodType
-from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
+from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_SCORED
 from streams.app import raw_topic
-from streams.decisions import Applied, Decided, Verdict, decide, rules_verdict
+from streams.authorizer import ConnectorAuthorizer, ConnectorAuthorizerConfig
+from streams.connectors.cards import SandboxCardVault
+from streams.connectors.settings import build_connectors
+from streams.decisions import Applied, Decided, Outcome, decide, rules_verdict, stored_decision
 from streams.fees import CardNetwork
 from streams.ledger import FeeTerms
+from streams.lifecycle import IllegalTransition, PaymentState
 from streams.retry import retry_transient
+from streams.scoring import ScoredRequest, risk_verdict, scored_request
 from streams.settings import WorkerSettings
 from warehouse.payments import (
     BatchResult,
@@ -39,6 +52,12 @@ from warehouse.payments import (
     apply_commands,
     apply_decisions,
     merchant_profiles,
+)
+from warehouse.processor_store import (
+    Awaiting,
+    apply_processor_commands,
+    awaiting_payments,
+    stored_states,
 )
 
 log = logging.getLogger("rizzpay.streams.payments")
@@ -79,7 +98,9 @@ Request = PaymentRequested | PaymentCommand
 def decode_batch(
     events: Sequence[Event],
 ) -> tuple[list[tuple[Event, Request]], list[Rejected]]:
-    """Decode every message of a batch; undecodable ones become rejections."""
+    """Decode every message of a batch of ``payments.scored``; undecodable ones become
+    rejections.  A scored payment becomes its request carrying the risk decision
+    (:class:`streams.scoring.ScoredRequest`), which :func:`decide_batch` honours."""
     decoded: list[tuple[Event, Request]] = []
     rejected: list[Rejected] = []
     for event in events:
@@ -87,7 +108,8 @@ def decode_batch(
         try:
             if not isinstance(raw, bytes):
                 raise DecodeError("invalid_json", "message has no value")
-            request = PAYMENTS_REQUESTED.decode(raw)
+            message = PAYMENTS_SCORED.decode(raw)
+            request = scored_request(message) if isinstance(message, PaymentScored) else message
             assert isinstance(request, Request)
         except DecodeError as exc:
             rejected.append(Rejected(event, exc.code, exc.reason))
@@ -119,10 +141,11 @@ def fee_terms(
 
 class Authorizer(Protocol):
     """Decides how new payments' authorizations end: by RizzPay's own rules, or by asking a
-    processor through ``streams.connectors``.  A payment missing from the answer is decided by
-    the rules."""
+    processor through ``streams.connectors`` (``streams.authorizer``).  A payment missing from
+    the answer is decided by the rules; an ``Undecided`` one is recorded ``created`` for the
+    processor poller to settle.  Only payments not yet recorded are asked about."""
 
-    async def verdicts(self, requests: Sequence[PaymentRequested]) -> Mapping[str, Verdict]:
+    async def verdicts(self, requests: Sequence[PaymentRequested]) -> Mapping[str, Outcome]:
         """The verdict per ``payment_id`` for ``requests``."""
         ...
 
@@ -132,7 +155,7 @@ class Authorizer(Protocol):
 class RulesAuthorizer:
     """Authorizes by :func:`streams.decisions.rules_verdict` alone, asking nobody."""
 
-    async def verdicts(self, requests: Sequence[PaymentRequested]) -> Mapping[str, Verdict]:
+    async def verdicts(self, requests: Sequence[PaymentRequested]) -> Mapping[str, Outcome]:
         return {r.payment_id: rules_verdict(r) for r in requests}
 
     async def aclose(self) -> None:
@@ -143,10 +166,12 @@ def decide_batch(
     decoded: Sequence[tuple[Event, PaymentRequested]],
     profiles: Mapping[str, MerchantProfile],
     settings: WorkerSettings,
-    verdicts: Mapping[str, Verdict] | None = None,
+    verdicts: Mapping[str, Outcome] | None = None,
 ) -> tuple[list[tuple[Event, Decided]], list[Rejected]]:
     """Decide every decoded payment with its verdict (default: the rules), priced with its
-    merchant's fee terms; a payment of a merchant RizzPay does not know is rejected."""
+    merchant's fee terms; a payment of a merchant RizzPay does not know is rejected.  Fraud
+    scoring's decision wins (:func:`streams.scoring.risk_verdict`): block declines with
+    ``risk_blocked``, review holds an authorization uncaptured for an analyst."""
     verdicts = verdicts or {}
     decided: list[tuple[Event, Decided]] = []
     rejected: list[Rejected] = []
@@ -159,8 +184,9 @@ def decide_batch(
         terms = fee_terms(
             profile, settings, request.method.type, getattr(request.method, "network", None)
         )
-        verdict = verdicts.get(request.payment_id)
-        decided.append((event, decide(request, terms, verdict)))
+        risk = request.risk if isinstance(request, ScoredRequest) else "allow"
+        verdict, hold = risk_verdict(risk, verdicts.get(request.payment_id), request)
+        decided.append((event, decide(request, terms, verdict, hold=hold)))
     return decided, rejected
 
 
@@ -171,11 +197,27 @@ class PaymentsProcessor:
         self, app: faust.App, settings: WorkerSettings, authorizer: Authorizer | None = None
     ) -> None:
         self.settings = settings
-        self.authorizer: Authorizer = authorizer or RulesAuthorizer()
+        self._pool: asyncpg.Pool | None = None
+        self.authorizer: Authorizer = authorizer or self._default_authorizer(settings)
         prefix = settings.topic_prefix
         self.lifecycle = raw_topic(app, PAYMENTS_LIFECYCLE, prefix)
         self.deadletter = raw_topic(app, PAYMENTS_DEADLETTER, prefix)
-        self._pool: asyncpg.Pool | None = None
+        if isinstance(self.authorizer, ConnectorAuthorizer):
+            # One poller per cluster (the leader): payments waiting for a processor are few,
+            # and two pollers would only ask the processors twice.
+            app.timer(settings.processor_poll_interval_s, on_leader=True)(self.poll_processors)
+
+    def _default_authorizer(self, settings: WorkerSettings) -> Authorizer:
+        if not settings.uses_connectors:
+            return RulesAuthorizer()
+        # The sandbox vault is the only one there is so far: it turns a token back into a test
+        # card with the token's BIN and last four (streams/connectors/cards.py).
+        connectors = build_connectors(settings.connectors, SandboxCardVault())
+        config = ConnectorAuthorizerConfig(
+            charge_concurrency_max=settings.charge_concurrency_max,
+            enquiry_delay_s=settings.processor_enquiry_delay_s,
+        )
+        return ConnectorAuthorizer(connectors, self.pool, config)
 
     async def pool(self) -> asyncpg.Pool:
         if self._pool is None:
@@ -220,8 +262,16 @@ class PaymentsProcessor:
         creations = [(e, r) for e, r in decoded if isinstance(r, PaymentRequested)]
         commands = [(e, r) for e, r in decoded if not isinstance(r, PaymentRequested)]
         known = [r for _, r in creations if r.merchant_id in profiles]
-        verdicts = await self.authorizer.verdicts(known) if known else {}
+        stored = await self._stored([r.payment_id for r in known]) if known else {}
+        fresh = [r for r in known if r.payment_id not in stored]
+        verdicts = await self._verdicts(fresh) if fresh else {}
         decided, refused = decide_batch(creations, profiles, self.settings, verdicts)
+        # A payment already recorded re-announces its recorded decision and is never asked
+        # about again here: a processor may have settled it since (the poller's doing).
+        decided = [
+            (e, stored_decision(d.request, stored[d.payment_id]) if d.payment_id in stored else d)
+            for e, d in decided
+        ]
         rejected.extend(refused)
         result = BatchResult([], [], [])
         if decided:
@@ -248,6 +298,86 @@ class PaymentsProcessor:
             rejected.extend(refused)
         await self._emit(result, rejected, applied)
         return result
+
+    async def _stored(self, payment_ids: list[str]) -> dict[str, PaymentState]:
+        pool = await self.pool()
+        return await retry_transient(
+            lambda: stored_states(pool, payment_ids),
+            backoff_s_max=self.settings.retry_backoff_s_max,
+            what="reading recorded payments",
+        )
+
+    async def _verdicts(self, requests: list[PaymentRequested]) -> Mapping[str, Outcome]:
+        # Asking again after a transient failure is safe: the attempt log sends every charge
+        # that may have left to an enquiry at its provider, never to a second charge.
+        return await retry_transient(
+            lambda: self.authorizer.verdicts(requests),
+            backoff_s_max=self.settings.retry_backoff_s_max,
+            what="authorizing a batch",
+        )
+
+    async def poll_processors(self) -> int:
+        """One round of the processor poller: ask about payments waiting for a processor
+        (``created`` without a verdict, ``requires_action``) and apply what changed.  Returns
+        how many payments changed.  A failed round is logged and left to the next one: the
+        poller consumes no messages, so nothing is lost by skipping a round."""
+        if not isinstance(self.authorizer, ConnectorAuthorizer):
+            return 0
+        try:
+            return await self._poll_once(self.authorizer)
+        except Exception:  # a round must never kill the worker; the next round retries
+            log.exception("processor poll failed; the next round retries")
+            return 0
+
+    async def _poll_once(self, authorizer: ConnectorAuthorizer) -> int:
+        pool = await self.pool()
+        waiting = await awaiting_payments(
+            pool,
+            self.settings.processor_poll_batch_max,
+            interval_s=self.settings.processor_poll_interval_s,
+            backoff_s_max=self.settings.processor_poll_backoff_s_max,
+        )
+        if not waiting:
+            return 0
+        terms = self._fee_terms(await self._profiles([w.request.merchant_id for w in waiting]))
+        gate = asyncio.Semaphore(self.settings.charge_concurrency_max)
+        changed: list[str] = []
+
+        async def one(item: Awaiting) -> None:
+            async with gate:
+                now = datetime.now(UTC)
+                try:
+                    commands = await authorizer.settle(item.request, item.state, now)
+                except (ValueError, KeyError):  # cannot be expressed to a processor: ask again
+                    log.exception("%s: no processor can be asked", item.request.payment_id)
+                    return
+                if not commands:
+                    return
+                async with pool.acquire() as conn:
+                    try:
+                        await apply_processor_commands(
+                            conn,
+                            item.request.payment_id,
+                            commands,
+                            now=now,
+                            fee_terms=terms,
+                            announce=self._announce,
+                        )
+                    except IllegalTransition as exc:  # it moved on meanwhile; ask next round
+                        log.warning("%s: %s", item.request.payment_id, exc)
+                        return
+                changed.append(item.request.payment_id)
+
+        await asyncio.gather(*(one(w) for w in waiting))
+        return len(changed)
+
+    async def _announce(self, events: Sequence[LifecycleEvent]) -> None:
+        """Send lifecycle events and wait until the broker acknowledged every one."""
+        pending = [
+            await self.lifecycle.send(key=e.payment_id.encode(), value=encode(e)) for e in events
+        ]
+        if pending:
+            await asyncio.gather(*pending)
 
     def _fee_terms(
         self, profiles: Mapping[str, MerchantProfile]
@@ -325,9 +455,10 @@ class PaymentsProcessor:
 def install(app: faust.App, settings: WorkerSettings) -> PaymentsProcessor:
     """Register the payments agent on ``app``."""
     processor = PaymentsProcessor(app, settings)
-    requested = raw_topic(app, PAYMENTS_REQUESTED, settings.topic_prefix)
+    # Fraud scoring (streams/scoring.py) sits between the intake and this agent.
+    scored = raw_topic(app, PAYMENTS_SCORED, settings.topic_prefix)
 
-    @app.agent(requested, name=CONSUMER_NAME, concurrency=1)
+    @app.agent(scored, name=CONSUMER_NAME, concurrency=1)
     async def authorize_and_post(stream: faust.StreamT[bytes]) -> None:
         assert isinstance(stream, Stream)  # StreamT's hints lack take_events
         async for events in stream.take_events(

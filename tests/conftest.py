@@ -28,6 +28,7 @@ from fastapi import FastAPI
 from api.app import create_app
 from api.settings import ApiSettings
 from models.config import REPO_ROOT, ServiceEndpoints
+from tests.sandboxes import Listing, running_sandboxes, worker_env
 from warehouse.merchants import create_merchant
 from warehouse.migrate import migrate_postgres
 from warehouse.topics import ensure_topics
@@ -179,14 +180,26 @@ class WorkerProcess:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 
 
+@pytest.fixture(scope="session")
+def processor_sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Listing]:
+    """The processors' sandboxes (``rizzpay sandbox serve``) the ``worker`` charges through,
+    one set per test session.  A test that sets faults overrides this fixture with its own."""
+    with running_sandboxes(tmp_path_factory.mktemp("sandboxes") / "sandbox.log") as listing:
+        yield listing
+
+
 @pytest.fixture
-def worker(pg_dsn: str, topic_prefix: str, tmp_path: Path) -> Iterator[WorkerProcess]:
+def worker(
+    pg_dsn: str, topic_prefix: str, tmp_path: Path, processor_sandboxes: Listing
+) -> Iterator[WorkerProcess]:
+    """A real worker that authorizes through the processors' sandboxes."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIZZPAY_")}
     env.update(
         RIZZPAY_PG_DSN=pg_dsn,
         RIZZPAY_TOPIC_PREFIX=topic_prefix,
         RIZZPAY_KAFKA_BOOTSTRAP=ServiceEndpoints().kafka_bootstrap,
-        RIZZPAY_LOG_LEVEL="warning",
+        RIZZPAY_LOG_LEVEL=os.environ.get("RIZZPAY_TEST_WORKER_LOG_LEVEL", "warning"),
+        **worker_env(processor_sandboxes),
     )
     process = WorkerProcess(env, tmp_path / "worker.log")
     process.start()

@@ -19,6 +19,7 @@ from streams.fees import MdrSchedule
 from streams.ledger import FeeTerms, JournalEntry, account_owner_kind
 from streams.lifecycle import IllegalTransition, state_from_json, state_to_json
 from streams.settlement import PAYOUT_INSTRUCTION_KIND, PAYOUT_KIND, SETTLEMENT_ENTRY_KIND
+from warehouse.refund_fees import with_fee_reversals
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ async def apply_decisions(conn: asyncpg.Connection, batch: Sequence[Decided]) ->
             [i.state.status.value for i in items],
             [_decline_code(i) for i in items],
             [i.request.occurred_at for i in items],
-            [i.events[-1].event_id for i in items],
+            # An undecided payment (no events yet) names the request that created it.
+            [i.events[-1].event_id if i.events else i.request.event_id for i in items],
             [state_to_json(i.state).decode() for i in items],
             [getattr(i.request.method, "network", None) for i in items],
         )
@@ -303,6 +305,7 @@ async def apply_commands(
     """
     applied: list[Applied] = []
     refused: list[CommandRefused] = []
+    terms_of: dict[str, FeeTerms | None] = {}
     async with conn.transaction():
         rows = await conn.fetch(
             """SELECT payment_id, merchant_id, method, card_network, lifecycle::text AS lifecycle
@@ -323,6 +326,7 @@ async def apply_commands(
                 refused.append(CommandRefused(command, "unknown_payment", "no such payment"))
                 continue
             terms = fee_terms(row["merchant_id"], row["method"], row["card_network"])
+            terms_of[command.payment_id] = terms
             try:
                 outcome = apply_command(state, command, terms)
             except IllegalTransition as exc:
@@ -347,7 +351,10 @@ async def apply_commands(
                     for pid, a in latest.items()
                 ],
             )
-            entries = [e for a in changed for e in a.entries]
+            # Refunds give back their share of the fee and GST, as the captures charged it.
+            entries = await with_fee_reversals(
+                conn, [(a.state, a.entries) for a in changed], lambda s: terms_of[s.payment_id]
+            )
             if entries:
                 await post_entries(conn, entries)
     return applied, refused

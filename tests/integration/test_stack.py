@@ -48,8 +48,8 @@ def fresh_topic(settings: StackSettings) -> Iterator[str]:
 
 def test_status_reports_every_service_up(settings: StackSettings) -> None:
     rows = {row.name: row for row in status(settings)}
-    assert set(rows) == {"kafka", "postgres", "redis", "clickhouse"}
-    for name in ("kafka", "postgres", "redis"):
+    assert set(rows) == {"kafka", "postgres", "redis", "sandbox", "clickhouse"}
+    for name in ("kafka", "postgres", "redis", "sandbox"):
         assert rows[name].state == "up", rows[name]
         if rows[name].managed:
             assert rows[name].pid is not None, rows[name]

@@ -43,6 +43,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 RIZZPAY_KAFKA_BOOTSTRAP: {{ required "kafka.bootstrap is required" .Values.kafka.bootstrap | quote }}
 RIZZPAY_TOPIC_PREFIX: {{ .Values.config.topicPrefix | default "" | quote }}
 RIZZPAY_HOME: "/var/lib/rizzpay"
+{{ include "rizzpay.processorEnv" . }}
 {{- range $k, $v := .Values.config.extraEnv }}
 {{ $k }}: {{ $v | toString | quote }}
 {{- end }}
@@ -95,4 +96,21 @@ endpoints in values with Kubernetes' $(VAR) expansion (so no password is ever re
   mountPath: /var/lib/rizzpay
 - name: tmp
   mountPath: /tmp
+{{- end }}
+
+{{/*
+The processors' URLs: each set in values, else the in-cluster sandbox's (provider i on port + i).
+*/}}
+{{- define "rizzpay.processorEnv" -}}
+{{- $p := .Values.processors -}}
+{{- $sandbox := printf "http://%s-sandbox" (include "rizzpay.fullname" .) -}}
+{{- $port := int .Values.sandbox.port -}}
+RIZZPAY_AUTHORIZER: {{ $p.authorizer | quote }}
+{{- range $i, $name := list "razorpay" "payu" "stripe" "bank" }}
+{{- $url := index $p (printf "%sUrl" $name) }}
+{{- if and (not $url) (not $.Values.sandbox.enabled) (eq $p.authorizer "connectors") }}
+{{- fail (printf "processors.%sUrl is required when sandbox.enabled is false" $name) }}
+{{- end }}
+RIZZPAY_CONNECTORS_{{ upper $name }}_URL: {{ $url | default (printf "%s:%d" $sandbox (add $port $i)) | quote }}
+{{- end }}
 {{- end }}
