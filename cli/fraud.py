@@ -34,6 +34,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cli.fraud_live import register_live
+
 if TYPE_CHECKING:
     from fraud import evaluation, registry, rules
 
@@ -87,7 +89,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     train = sub.add_parser("train", help="fit one model; save it (--out) and/or register it")
     _data_arguments(train)
     train.add_argument(
-        "--model", default="hgb", help="model family: logreg, tree, forest or hgb (default hgb)"
+        "--model",
+        default="hgb",
+        help="model family: logreg, tree, forest, hgb or blend (forest + hgb; default hgb)",
     )
     train.add_argument(
         "--out", type=Path, default=None, help="artifact folder to create (or use --register)"
@@ -106,8 +110,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _data_arguments(evaluate)
     evaluate.add_argument(
         "--models",
-        default="logreg,tree,forest,hgb",
-        help="comma-separated model families to compare (default: all four)",
+        default="logreg,tree,forest,hgb,blend",
+        help="comma-separated model families to compare (default: all five)",
     )
     evaluate.add_argument(
         "--model",
@@ -122,6 +126,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     _register_registry(sub)
     _register_rules(sub)
+    register_live(sub, _registry_argument, lambda p: _who_why_arguments(p, why_required=False))
 
     backtest = sub.add_parser(
         "backtest", help="apply a rule set to labelled history and report what it would do"

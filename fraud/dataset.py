@@ -72,7 +72,9 @@ def read_transactions(path: Path) -> pd.DataFrame:
     try:
         if suffix == ".csv":
             # Strings stay strings: '0423' is a card_last4, not the number 423.
-            frame = pd.read_csv(path, dtype={c: "str" for c in STRING_COLUMNS})
+            # low_memory=False: type each column from the whole file, not chunk by chunk, so a
+            # stray text value is reported as a mistyped column rather than a mixed-type warning.
+            frame = pd.read_csv(path, dtype={c: "str" for c in STRING_COLUMNS}, low_memory=False)
         else:
             frame = pd.read_parquet(path)
     except (OSError, ValueError, pd.errors.ParserError) as exc:
