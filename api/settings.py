@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import Field, SecretStr
+
 from models.config import ServiceEndpoints
+from streams.webhooks.settings import WebhookSettings
 
 
 class ApiSettings(ServiceEndpoints):
@@ -17,3 +20,8 @@ class ApiSettings(ServiceEndpoints):
     # Merchant API keys are looked up in PostgreSQL and cached this long in the process.
     api_key_cache_ttl_s: int = 60
     pg_pool_size_max: int = 10
+    # Merchant webhook endpoints (RIZZPAY_WEBHOOKS, as JSON; see streams/webhooks/settings.py).
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    # Authenticates the operator routes (dispute notices from the processor integration);
+    # unset, those routes are disabled (RIZZPAY_OPERATOR_TOKEN).
+    operator_token: SecretStr | None = None

@@ -48,6 +48,7 @@ __all__ = [
     "EndpointNotFound",
     "UnknownEventType",
     "create_endpoint",
+    "delete_endpoint",
     "delivery_id_for",
     "disable_endpoint",
     "enable_endpoint",
@@ -59,6 +60,7 @@ __all__ = [
     "list_endpoints",
     "replay",
     "rotate_secret",
+    "update_endpoint",
 ]
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]
@@ -281,10 +283,12 @@ async def create_endpoint(
 async def get_endpoint(
     conn: asyncpg.Connection | asyncpg.Pool, endpoint_id: str, *, merchant_id: str | None = None
 ) -> Endpoint:
-    """The endpoint ``endpoint_id`` (of ``merchant_id`` if given), or :class:`EndpointNotFound`."""
+    """The endpoint ``endpoint_id``, or :class:`EndpointNotFound`.  With ``merchant_id`` (the
+    merchant's own reads), only that merchant's endpoints that are not deleted."""
     row = await conn.fetchrow(
         f"""SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints
-            WHERE endpoint_id = $1 AND ($2::text IS NULL OR merchant_id = $2)""",  # noqa: S608 -- a constant column list
+            WHERE endpoint_id = $1
+              AND ($2::text IS NULL OR (merchant_id = $2 AND deleted_at IS NULL))""",  # noqa: S608 -- a constant column list
         endpoint_id,
         merchant_id,
     )
@@ -296,9 +300,10 @@ async def get_endpoint(
 async def list_endpoints(
     conn: asyncpg.Connection | asyncpg.Pool, merchant_id: str
 ) -> list[Endpoint]:
-    """The merchant's endpoints, oldest first, enabled or not."""
+    """The merchant's endpoints, oldest first, enabled or not (deleted ones are left out)."""
     rows = await conn.fetch(
-        f"""SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1
+        f"""SELECT {_ENDPOINT_COLUMNS} FROM webhook_endpoints
+            WHERE merchant_id = $1 AND deleted_at IS NULL
             ORDER BY created_at, endpoint_id""",  # noqa: S608 -- a constant column list
         merchant_id,
     )
@@ -382,10 +387,77 @@ async def enable_endpoint(
     row = await conn.fetchrow(
         f"""UPDATE webhook_endpoints
             SET enabled = true, disabled_reason = NULL, disabled_at = NULL
-            WHERE endpoint_id = $1 RETURNING {_ENDPOINT_COLUMNS}""",  # noqa: S608 -- a constant column list
+            WHERE endpoint_id = $1 AND deleted_at IS NULL
+            RETURNING {_ENDPOINT_COLUMNS}""",  # noqa: S608 -- a constant column list
         endpoint_id,
     )
+    if row is None:  # deleted: never enabled again
+        raise EndpointNotFound(endpoint_id)
     return endpoint_from_record(row)
+
+
+async def update_endpoint(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    endpoint_id: str,
+    *,
+    merchant_id: str,
+    url: str | None = None,
+    event_types: Sequence[str] | None = None,
+    resolver: Resolver,
+    allow_loopback: bool = False,
+) -> Endpoint:
+    """Change the URL and/or the event-type filter of the merchant's endpoint.
+
+    A new URL is checked like a new endpoint's (``UnsafeWebhookUrl``); new types like
+    :func:`create_endpoint`'s (:class:`UnknownEventType`).  Deliveries already queued keep
+    going to the endpoint (to its new URL); the new filter applies to events enqueued from now
+    on.  Raises :class:`EndpointNotFound`.
+    """
+    if url is not None:
+        check_url(url, resolver=resolver, allow_loopback=allow_loopback)
+    types = None if event_types is None else _normalize_event_types(event_types)
+    row = await conn.fetchrow(
+        f"""UPDATE webhook_endpoints
+            SET url = coalesce($3, url), event_types = coalesce($4, event_types)
+            WHERE endpoint_id = $1 AND merchant_id = $2 AND deleted_at IS NULL
+            RETURNING {_ENDPOINT_COLUMNS}""",  # noqa: S608 -- a constant column list
+        endpoint_id,
+        merchant_id,
+        url,
+        types,
+    )
+    if row is None:
+        raise EndpointNotFound(endpoint_id)
+    return endpoint_from_record(row)
+
+
+#: ``disabled_reason`` of an endpoint the merchant deleted.
+DELETED_REASON: Final = "deleted"
+
+
+async def delete_endpoint(
+    conn: asyncpg.Connection, endpoint_id: str, *, merchant_id: str, now: datetime
+) -> int:
+    """Delete the merchant's endpoint: it is disabled for good and hidden from the merchant's
+    reads; its queued deliveries are dead-lettered (``endpoint_disabled``) and, like its
+    delivery history, kept for audit.  Returns how many deliveries were dead-lettered.
+    Raises :class:`EndpointNotFound` (also when it is already deleted)."""
+    _require_aware(now, "now")
+    async with conn.transaction():
+        found = await conn.fetchval(
+            """UPDATE webhook_endpoints
+               SET deleted_at = $3, enabled = false, disabled_reason = $4, disabled_at = $3
+               WHERE endpoint_id = $1 AND merchant_id = $2 AND deleted_at IS NULL
+               RETURNING 1""",
+            endpoint_id,
+            merchant_id,
+            now,
+            DELETED_REASON,
+        )
+        if found is None:
+            raise EndpointNotFound(endpoint_id)
+        # Dead-letters the queue (the endpoint row is already disabled, so this only repeats it).
+        return await disable_endpoint(conn, endpoint_id, reason=DELETED_REASON, now=now)
 
 
 def delivery_id_for(event_id: str, endpoint_id: str) -> str:
