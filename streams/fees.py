@@ -294,7 +294,7 @@ class MdrSchedule(BaseModel):
     amount.  With ``zero_mdr`` on (the default) UPI person-to-merchant and RuPay debit payments
     are charged nothing at all — no rate, no fixed fee, no minimum — whatever is configured.
     ``instant_settlement_bps`` prices instant settlement (on the settled amount), and
-    ``fee_on_refund`` says whether refunds give the fee back.
+    ``fee_on_refund`` says whether refunds give the fee back (default ``proportional``).
     """
 
     model_config = _FROZEN
@@ -307,7 +307,9 @@ class MdrSchedule(BaseModel):
     max_fee_minor: Paise | None = None
     zero_mdr: bool = True
     instant_settlement_bps: Bps = 0
-    fee_on_refund: RefundFeePolicy = "retained"
+    # Refunds give back the refunded share of the fee and its GST unless the merchant's
+    # contract says the gateway keeps it (docs/fees.md, "Refunds").
+    fee_on_refund: RefundFeePolicy = "proportional"
 
     _card_index: dict[tuple[CardNetwork | None, CardType | None], int] = PrivateAttr(
         default_factory=dict

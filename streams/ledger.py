@@ -27,13 +27,22 @@ processors owe ``processor_receivable = captured − refunded − chargebacks``.
 
 Entries per event: authorized → hold; captured → release that much hold, book the receivable
 against pending, and charge fee and GST; voided and authorization_released → release the hold;
-refunded → refunds against the receivable; dispute_opened → pending to reserve; dispute_won →
-back to pending; dispute_lost (chargeback) → reserve to the receivable.  Declines, failures,
-expiries and customer actions move no money.
+refunded → refunds against the receivable, and (under the merchant's ``proportional`` refund
+policy) the refunded share of the fee and GST back from fee income and GST output, see
+:func:`complete_refund_entries`; dispute_opened → pending to reserve; dispute_won → back to
+pending; dispute_lost (chargeback) → reserve to the receivable (the fee is kept: a chargeback is
+not a refund the merchant chose).  Declines, failures, expiries and customer actions move no
+money.  Settlement and payout entries are built by ``streams.settlement``.
+
+A refund's fee reversal needs the payment's history (what each capture charged, what earlier
+refunds already reversed), which the event alone does not carry: :func:`entry_for` builds the
+refund's own legs and :func:`complete_refund_entries` adds the reversal from the payment's state
+and the charges as posted.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -49,7 +58,19 @@ from models.events import (
     PaymentVoided,
 )
 from models.methods import MethodType
-from streams.fees import CardNetwork, CardType, FeeBreakdown, MdrSchedule, breakdown_for
+from streams.fees import (
+    CardNetwork,
+    CardType,
+    FeeBreakdown,
+    FeeReversal,
+    GstSplit,
+    InvalidRefund,
+    MdrSchedule,
+    RefundFeePolicy,
+    breakdown_for,
+    fee_reversal_for_refund,
+)
+from streams.lifecycle import PaymentState
 
 
 class UnbalancedEntry(ValueError):
@@ -234,3 +255,201 @@ def _charge(b: _Builder, breakdown: FeeBreakdown) -> None:
         ("igst", gst.igst_minor),
     ):
         b.move(minor, credit=b.platform(f"gst_output_{component}"), debit=b.merchant("gst_payable"))
+
+
+# --------------------------------------------------------------------------------------------
+# Refunds: giving back the refunded share of the fee and its GST
+# --------------------------------------------------------------------------------------------
+
+REFUND_KIND = _KINDS[PaymentRefunded]
+CAPTURE_KIND = _KINDS[PaymentCaptured]
+
+
+def charged_by(entry: JournalEntry, merchant_state: str, gateway_state: str) -> FeeBreakdown:
+    """What a posted capture entry charged: its amount (the pending credit), its fee and each
+    GST component, in paise, as a :class:`FeeBreakdown`.
+
+    Read from the postings rather than recomputed from today's schedule, so a refund reverses
+    what was actually charged even if the merchant's MDR changed in between.  The supply is
+    labelled by the tax actually charged (CGST + SGST: intra-state, IGST: inter-state), falling
+    back to the two states given.  Raises ``ValueError`` when ``entry`` is not a capture.
+    """
+    if entry.kind != CAPTURE_KIND:
+        raise ValueError(f"entry {entry.entry_id} is a {entry.kind}, not a capture")
+    amount = fee = cgst = igst = 0
+    for p in entry.postings:
+        owner, kind = account_owner_kind(p.account_id)
+        if owner == entry.merchant_id and kind == "pending":
+            amount -= p.amount_minor
+        elif owner == entry.merchant_id and kind == "fees":
+            fee += p.amount_minor
+        elif owner == "platform" and kind == "gst_output_cgst":
+            cgst -= p.amount_minor
+        elif owner == "platform" and kind == "gst_output_igst":
+            igst -= p.amount_minor
+    place = _place_of_supply(cgst, igst, merchant_state, gateway_state)
+    gst = GstSplit(cgst, cgst, igst, 2 * cgst + igst, fee, place, gateway_state)
+    return FeeBreakdown(amount, fee, gst, amount - fee - gst.total_minor)
+
+
+# The label of an inter-state supply when the merchant's recorded state has since become the
+# gateway's: "Other Territory".  Only the kind of tax (IGST) follows from it.
+_ELSEWHERE, _ELSEWHERE_ALT = "97", "38"
+
+
+def _place_of_supply(cgst: int, igst: int, merchant_state: str, gateway_state: str) -> str:
+    if cgst:
+        return gateway_state
+    if igst and merchant_state == gateway_state:
+        return _ELSEWHERE if gateway_state != _ELSEWHERE else _ELSEWHERE_ALT
+    return merchant_state
+
+
+def refund_fee_reversal(
+    policy: RefundFeePolicy,
+    captures: Sequence[FeeBreakdown],
+    refund_minor: int,
+    *,
+    refunded_before_minor: int = 0,
+) -> tuple[FeeReversal, ...]:
+    """Fee and GST to give back for a refund of ``refund_minor`` paise after
+    ``refunded_before_minor`` paise were refunded, of a payment captured as ``captures`` (in
+    capture order): one reversal per capture the refund touches (empty under ``retained``).
+
+    Fees are charged per capture, so refunds are allocated to captures first in, first out (the
+    first capture is refunded in full before the second is touched), and each capture's share
+    is reversed by :func:`streams.fees.fee_reversal_for_refund`: cumulatively ``half_up(fee × R
+    / C)`` of capture ``C`` after ``R`` of it was refunded, GST recomputed on that, and exactly
+    what remains once ``R == C``.  So the reversals of any sequence of refunds never exceed what
+    was charged, and a full refund gives back every paisa of fee and GST.  Raises
+    :class:`streams.fees.InvalidRefund` when the refunds exceed the captures.
+    """
+    if refund_minor <= 0 or refunded_before_minor < 0:
+        raise InvalidRefund(f"refund {refund_minor} / before {refunded_before_minor} not positive")
+    if refunded_before_minor + refund_minor > sum(c.amount_minor for c in captures):
+        raise InvalidRefund(f"refunds {refunded_before_minor} + {refund_minor} exceed the captures")
+    if policy == "retained":
+        return ()
+    parts: list[FeeReversal] = []
+    before, left = refunded_before_minor, refund_minor
+    for charged in captures:
+        taken_before = min(before, charged.amount_minor)  # its share of earlier refunds
+        before -= taken_before
+        share = min(left, charged.amount_minor - taken_before)
+        left -= share
+        if share == 0:
+            continue
+        reversed_before = (
+            fee_reversal_for_refund(policy, charged, taken_before) if taken_before else None
+        )
+        parts.append(
+            fee_reversal_for_refund(
+                policy,
+                charged,
+                share,
+                refunded_before_minor=taken_before,
+                reversed_before=reversed_before,
+            )
+        )
+    return tuple(parts)
+
+
+def with_fee_reversal(entry: JournalEntry, reversals: Sequence[FeeReversal]) -> JournalEntry:
+    """``entry`` (a refund) with the reversals' legs appended: platform ``fee_income`` and
+    ``gst_output_*`` debited, the merchant's ``fees`` and ``gst_payable`` credited.  Posting
+    ids continue the entry's numbering, so the completed entry is as deterministic as the
+    event it comes from; zero legs are left out."""
+    fee = sum(r.fee_minor for r in reversals)
+    tax = {
+        "cgst": sum(r.gst.cgst_minor for r in reversals),
+        "sgst": sum(r.gst.sgst_minor for r in reversals),
+        "igst": sum(r.gst.igst_minor for r in reversals),
+    }
+    merchant, currency = entry.merchant_id, entry.currency
+    legs: list[tuple[str, int]] = []
+
+    def move(amount: int, credit: str, debit: str) -> None:
+        if amount > 0:
+            legs.append((debit, amount))
+            legs.append((credit, -amount))
+
+    move(
+        fee,
+        credit=merchant_account(merchant, "fees", currency),
+        debit=platform_account("fee_income", currency),
+    )
+    gst_payable = merchant_account(merchant, "gst_payable", currency)
+    for component, minor in tax.items():
+        move(minor, credit=gst_payable, debit=platform_account(f"gst_output_{component}", currency))
+    if not legs:
+        return entry
+    start = len(entry.postings)
+    extra = tuple(
+        Posting(f"{entry.entry_id}:{start + n}", account, amount)
+        for n, (account, amount) in enumerate(legs)
+    )
+    return JournalEntry(
+        entry.entry_id,
+        entry.payment_id,
+        entry.merchant_id,
+        entry.kind,
+        entry.currency,
+        entry.postings + extra,
+    )
+
+
+def captures_of(state: PaymentState) -> list[PaymentCaptured]:
+    """The payment's capture events, in the order they were applied."""
+    return [e for a in state.applied for e in a.events if isinstance(e, PaymentCaptured)]
+
+
+def complete_refund_entries(
+    state: PaymentState,
+    entries: Sequence[JournalEntry],
+    terms: FeeTerms | None,
+    charged: Mapping[str, FeeBreakdown],
+) -> tuple[JournalEntry, ...]:
+    """``entries`` of one step of a payment, with every refund entry completed by its fee and
+    GST reversal (:func:`refund_fee_reversal`) under ``terms``' refund policy.
+
+    ``state`` is the payment's state after the step (its applied commands hold every capture
+    and refund in order); ``charged`` maps capture entry ids to what they charged (see
+    :func:`charged_by`); a capture missing from it charged nothing.  Without ``terms`` no
+    reversal is added.  Pure and deterministic: posting the same refund again yields the same
+    postings, which the ledger's primary keys absorb.
+    """
+    if terms is None or not any(e.kind == REFUND_KIND for e in entries):
+        return tuple(entries)
+    events = [e for a in state.applied for e in a.events]
+    out: list[JournalEntry] = []
+    for entry in entries:
+        if entry.kind != REFUND_KIND:
+            out.append(entry)
+            continue
+        captures: list[FeeBreakdown] = []
+        refunded_before = 0
+        refund: PaymentRefunded | None = None
+        for event in events:
+            if event.event_id == entry.entry_id and isinstance(event, PaymentRefunded):
+                refund = event
+                break
+            if isinstance(event, PaymentCaptured):
+                captures.append(charged.get(event.event_id) or _nothing_charged(event, terms))
+            elif isinstance(event, PaymentRefunded):
+                refunded_before += event.amount.minor
+        if refund is None:
+            raise ValueError(f"refund entry {entry.entry_id} is not in {state.payment_id}'s state")
+        reversals = refund_fee_reversal(
+            terms.schedule.fee_on_refund,
+            captures,
+            refund.amount.minor,
+            refunded_before_minor=refunded_before,
+        )
+        out.append(with_fee_reversal(entry, reversals))
+    return tuple(out)
+
+
+def _nothing_charged(event: PaymentCaptured, terms: FeeTerms) -> FeeBreakdown:
+    minor = event.amount.minor
+    gst = GstSplit(0, 0, 0, 0, 0, terms.merchant_state, terms.gateway_state)
+    return FeeBreakdown(minor, 0, gst, minor)
