@@ -14,6 +14,12 @@
   --reserve-days D] [--instant/--no-instant] [--holder NAME --account NUMBER --ifsc IFSC]`` sets
   the merchant's schedule and payout account (only the masked account number is kept).
 
+Every batch a run produces (new or found already recorded) is announced as
+``settlement.created`` on the ``settlement.events`` topic, and a completed payout as
+``settlement.paid`` (with the UTR), for merchants' webhooks.  The events are sent after the
+database committed; their ids are derived from the batch, so re-running the command after a
+crash re-announces them and receivers deduplicate.
+
 The clock is read here, once per command, and passed down; endpoints and the gateway's GST
 state and default MDR come from ``RIZZPAY_*`` settings.  Errors print one line to stderr and
 exit 1.
@@ -25,13 +31,16 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict
 from datetime import UTC, date, datetime
 from typing import TypeVar
 
 import asyncpg
 
+from api.publisher import BrokerUnavailable, KafkaPublisher
+from models.events import SettlementCreated, SettlementPaid, encode
+from models.topics import SETTLEMENT_EVENTS
 from streams.settings import WorkerSettings
 from streams.settlement import (
     IST,
@@ -39,7 +48,9 @@ from streams.settlement import (
     SettlementSchedule,
     render_csv,
     render_json,
+    settlement_created_event,
     settlement_event,
+    settlement_paid_event,
 )
 from warehouse.settlement_store import (
     PlatformTerms,
@@ -113,6 +124,7 @@ def _main(command: Command, args: argparse.Namespace) -> int:
     """Run ``command`` on one connection with the clock read now; errors exit 1."""
     settings = WorkerSettings()
     args.terms = PlatformTerms(settings.gateway_state_code, settings.default_mdr)
+    args.settings = settings
 
     async def go() -> int:
         conn = await asyncpg.connect(settings.pg_dsn)
@@ -123,7 +135,7 @@ def _main(command: Command, args: argparse.Namespace) -> int:
 
     try:
         return asyncio.run(go())
-    except (SettlementError, InvalidBankDetails, ValueError) as exc:
+    except (SettlementError, InvalidBankDetails, ValueError, BrokerUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
@@ -145,6 +157,8 @@ async def run_command(conn: asyncpg.Connection, args: argparse.Namespace, now: d
     )
     for outcome in outcomes:
         print(json.dumps(asdict(outcome), ensure_ascii=False))
+    reports = [await load_report(conn, o.batch_id) for o in outcomes]
+    await _announce(args.settings, [settlement_created_event(r) for r in reports])
     held = [o for o in outcomes if o.status == "held"]
     print(
         f"{len(outcomes)} batches, {sum(o.changed for o in outcomes)} new or changed, "
@@ -171,7 +185,24 @@ async def payout_command(conn: asyncpg.Connection, args: argparse.Namespace, now
         conn, args.batch_id, args.utr, now=now, amount_minor=args.amount
     )
     print(json.dumps(asdict(outcome)))
+    report = await load_report(conn, args.batch_id)
+    await _announce(args.settings, [settlement_paid_event(report)])
     return 0
+
+
+async def _announce(
+    settings: WorkerSettings, events: Sequence[SettlementCreated | SettlementPaid]
+) -> None:
+    """Publish settlement events (keyed by merchant) and wait for the broker's acknowledgement;
+    raises :class:`BrokerUnavailable` when it does not come."""
+    if not events:
+        return
+    publisher = KafkaPublisher(settings.kafka_bootstrap, delivery_timeout_ms=10_000)
+    topic = SETTLEMENT_EVENTS.full_name(settings.topic_prefix)
+    try:
+        await asyncio.gather(*(publisher.publish(topic, e.merchant_id, encode(e)) for e in events))
+    finally:
+        publisher.close()
 
 
 async def configure_command(

@@ -74,6 +74,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
+from models.events import SettlementCreated, SettlementPaid
 from streams.fees import BPS_DENOMINATOR, GstSplit, MdrSchedule, apply_bps, gst_on_fee
 from streams.fees import instant_settlement_fee as _instant_fee
 from streams.ledger import (
@@ -104,6 +105,7 @@ __all__ = [
     "SettlementBatch",
     "SettlementSchedule",
     "Totals",
+    "add_totals",
     "batch_id_for",
     "compute_batch",
     "cutoff_for",
@@ -112,16 +114,20 @@ __all__ = [
     "ist_date",
     "ist_midnight",
     "line_items",
+    "line_type_for",
     "mask_account_number",
     "payout_completion_entry",
     "payout_instruction_entry",
+    "posting_totals",
     "render_csv",
     "render_json",
     "report_rows",
     "reserve_to_withhold",
+    "settlement_created_event",
     "settlement_date_for",
     "settlement_entry",
     "settlement_event",
+    "settlement_paid_event",
     "totals_of",
     "validate_ifsc",
     "validate_utr",
@@ -295,7 +301,7 @@ def line_items(lines: Iterable[LedgerLine]) -> tuple[LineItem, ...]:
             LineItem(
                 entry_id=entry_id,
                 payment_id=first.payment_id,
-                line_type=_LINE_TYPES.get(first.entry_kind, "adjustment"),
+                line_type=line_type_for(first.entry_kind),
                 booked_at=first.booked_at,
                 gross_minor=-(by_kind["pending"] + by_kind["refunds"]),
                 fee_minor=by_kind["fees"],
@@ -347,6 +353,43 @@ def totals_of(items: Iterable[LineItem]) -> Totals:
         else:
             adjustments += item.gross_minor
     return Totals(captured, refunds, disputes, adjustments, fees, gst)
+
+
+def line_type_for(entry_kind: str) -> str:
+    """The line type a journal entry of ``entry_kind`` becomes in a batch (``capture``,
+    ``refund``, a dispute type, or ``adjustment`` for any other kind)."""
+    return _LINE_TYPES.get(entry_kind, "adjustment")
+
+
+def posting_totals(entry_kind: str, account_kind: str, amount_minor: int) -> Totals:
+    """What one posting (signed paise, debit positive) on a merchant's ``account_kind`` account
+    adds to a batch's :class:`Totals`.  Totals are linear in the postings, so the totals of any
+    set of lines are the sum of their postings' contributions (``totals_of(line_items(lines))
+    == sum of posting_totals``): the live settlement view (``streams.balances``) adds them up
+    one posting at a time and lands on the batch's figures.  Postings on accounts a batch does
+    not settle contribute nothing."""
+    if account_kind in ("pending", "refunds"):
+        # gross = -amount; captures and adjustments add gross, the others take it away.
+        line_type = line_type_for(entry_kind)
+        field_name = {"capture": "captured_minor", "refund": "refunds_minor"}.get(line_type)
+        if field_name is None:
+            field_name = "disputes_minor" if line_type in _DISPUTE_TYPES else "adjustments_minor"
+        sign = -1 if field_name in ("captured_minor", "adjustments_minor") else 1
+        return Totals(**{field_name: sign * amount_minor})
+    field_name = {"fees": "fees_minor", "gst_payable": "gst_minor"}.get(account_kind)
+    return Totals() if field_name is None else Totals(**{field_name: amount_minor})
+
+
+def add_totals(a: Totals, b: Totals) -> Totals:
+    """Field-by-field sum of two :class:`Totals`."""
+    return Totals(
+        a.captured_minor + b.captured_minor,
+        a.refunds_minor + b.refunds_minor,
+        a.disputes_minor + b.disputes_minor,
+        a.adjustments_minor + b.adjustments_minor,
+        a.fees_minor + b.fees_minor,
+        a.gst_minor + b.gst_minor,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -980,3 +1023,50 @@ def settlement_event(report: BatchReport) -> dict[str, Any]:
         "merchant_id": report.merchant_id,
         "data": _summary(report),
     }
+
+
+def _event_fields(report: BatchReport) -> dict[str, Any]:
+    return {
+        "batch_id": report.batch_id,
+        "merchant_id": report.merchant_id,
+        "currency": report.currency,
+        "settlement_date": report.settlement_date,
+        "cutoff": report.cutoff,
+        "instant": report.instant,
+        "status": report.status,
+        "captured_minor": report.totals.captured_minor,
+        "refunds_minor": report.totals.refunds_minor,
+        "fees_minor": report.totals.fees_minor,
+        "gst_minor": report.totals.gst_minor,
+        "net_minor": report.net_minor,
+    }
+
+
+def settlement_created_event(report: BatchReport) -> SettlementCreated:
+    """The ``settlement.created`` event of a recorded batch (for the ``settlement.events`` topic
+    and merchants' webhooks): its id is derived from the batch, so announcing it again after a
+    crash is deduplicated by the receiver."""
+    return SettlementCreated(
+        event_id=f"evt_{report.batch_id}_created",
+        occurred_at=report.updated_at,
+        **_event_fields(report),
+    )
+
+
+def settlement_paid_event(report: BatchReport) -> SettlementPaid:
+    """The ``settlement.paid`` event of a batch whose payout the bank completed.  Raises
+    ``ValueError`` when the batch is not paid."""
+    if (
+        report.status != "paid"
+        or report.utr is None
+        or report.paid_at is None
+        or report.payout_amount_minor is None
+    ):
+        raise ValueError(f"batch {report.batch_id} is {report.status}, not paid")
+    return SettlementPaid(
+        event_id=f"evt_{report.batch_id}_paid",
+        occurred_at=report.paid_at,
+        amount_minor=report.payout_amount_minor,
+        utr=report.utr,
+        **_event_fields(report),
+    )

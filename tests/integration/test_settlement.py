@@ -26,9 +26,11 @@ from hypothesis.stateful import (
 )
 
 from cli.main import main
+from models.events import SettlementCreated, SettlementPaid
 from models.ids import payment_id_for
 from models.methods import MethodType
 from models.money import Money
+from models.topics import SETTLEMENT_EVENTS
 from streams.fees import MdrSchedule, apply_bps
 from streams.ledger import FeeTerms, JournalEntry, entry_for, merchant_account
 from streams.lifecycle import (
@@ -44,6 +46,7 @@ from streams.lifecycle import (
     apply,
 )
 from streams.settlement import SETTLED_KINDS, SettlementSchedule, ist_date, render_csv
+from tests.integration.kafka_helpers import read_topic, value_of
 from tests.integration.pg_machine import PgStateMachine
 from warehouse.merchants import create_merchant
 from warehouse.payments import post_entries
@@ -571,6 +574,7 @@ async def test_instant_settlement_then_the_scheduled_batch_takes_the_rest(pg: as
 async def test_the_cli_runs_configures_reports_and_completes(
     pg: asyncpg.Pool,
     pg_dsn: str,
+    topic_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -581,6 +585,7 @@ async def test_the_cli_runs_configures_reports_and_completes(
         await post(conn, day)
         cutoff = await db_now(conn)
     monkeypatch.setenv("RIZZPAY_PG_DSN", pg_dsn)
+    monkeypatch.setenv("RIZZPAY_TOPIC_PREFIX", topic_prefix)
 
     async def cli(*args: str) -> tuple[int, str, str]:
         # In a thread: the command runs its own event loop, as from a shell.
@@ -609,6 +614,25 @@ async def test_the_cli_runs_configures_reports_and_completes(
     code, out, err = await cli("report", outcome["batch_id"], "--format", "event")
     event = json.loads(out)
     assert (event["event_type"], event["data"]["payout"]["utr"]) == ("settlement.paid", utr)
+
+    # The batch was announced for webhooks when produced and when paid, keyed by merchant.
+    topic = SETTLEMENT_EVENTS.full_name(topic_prefix)
+    messages = await asyncio.to_thread(read_topic, topic, expect=2)
+    announced = [SETTLEMENT_EVENTS.decode(value_of(m)) for m in messages]
+    assert [type(e) for e in announced] == [SettlementCreated, SettlementPaid]
+    assert {m.key() for m in messages} == {merchant.encode()}
+    created, paid = announced
+    assert isinstance(created, SettlementCreated) and isinstance(paid, SettlementPaid)
+    assert (created.batch_id, created.status, created.net_minor) == (
+        outcome["batch_id"],
+        "payout_pending",
+        day.net,
+    )
+    assert (paid.utr, paid.amount_minor, paid.event_id) == (
+        utr,
+        day.net,
+        f"evt_{outcome['batch_id']}_paid",
+    )
 
 
 # ---------------------------------------------------------------------------------------------

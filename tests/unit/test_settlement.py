@@ -60,9 +60,11 @@ from streams.settlement import (
     render_csv,
     render_json,
     report_rows,
+    settlement_created_event,
     settlement_date_for,
     settlement_entry,
     settlement_event,
+    settlement_paid_event,
     validate_ifsc,
     validate_utr,
     verify_batch,
@@ -729,6 +731,26 @@ def test_reports_add_up_to_the_net_in_csv_and_json() -> None:
     assert event["event_id"] == f"evt_{batch.batch_id}_payout_pending"
     assert event["data"]["net_minor"] == 257_652
     json.dumps(event)  # serializable as it is
+
+    # The topic events: created now, paid only once the bank's UTR is recorded.
+    created = settlement_created_event(report)
+    assert (created.event_type, created.event_id) == (
+        "settlement.created",
+        f"evt_{batch.batch_id}_created",
+    )
+    assert (created.net_minor, created.status, created.captured_minor) == (
+        257_652,
+        "payout_pending",
+        batch.totals.captured_minor,
+    )
+    with pytest.raises(ValueError, match="not paid"):
+        settlement_paid_event(report)
+    utr = "HDFCN52026110412345678"
+    paid = settlement_paid_event(
+        replace(report, status="paid", utr=utr, paid_at=ist(2026, 11, 4, 15))
+    )
+    assert (paid.event_type, paid.utr, paid.amount_minor) == ("settlement.paid", utr, 257_652)
+    assert paid.event_id == f"evt_{batch.batch_id}_paid"
 
 
 # ---------------------------------------------------------------------------------------------
