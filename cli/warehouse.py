@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sink.add_argument("--batch-max-wait-ms", type=int, default=1000)
     sink.add_argument("--lag-interval-s", type=float, default=5.0)
     sink.add_argument("--stop-when-caught-up", action="store_true")
+    sink.add_argument("--facts-interval-s", type=float, default=5.0)
+    sink.add_argument(
+        "--replay-facts", action="store_true", help="copy ledger facts again from the start"
+    )
     sink.add_argument("--log-level", default="info")
     sink.set_defaults(handler=run_sink)
 
@@ -79,6 +83,8 @@ def _settings(args: argparse.Namespace, endpoints: ServiceEndpoints) -> SinkSett
         batch_max_wait_s=getattr(args, "batch_max_wait_ms", 1000) / 1000,
         lag_interval_s=getattr(args, "lag_interval_s", 5.0),
         stop_when_caught_up=getattr(args, "stop_when_caught_up", False),
+        facts_interval_s=getattr(args, "facts_interval_s", 5.0),
+        replay_facts=getattr(args, "replay_facts", False),
     )
 
 
@@ -94,7 +100,11 @@ def run_sink(args: argparse.Namespace) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, sink.stop)
         await sink.run()
-        print(f"written {sink.written}, dead-lettered {sink.dead_lettered}")
+        print(
+            f"written {sink.written}, dead-lettered {sink.dead_lettered}, "
+            f"postings copied {sink.postings_copied}, "
+            f"settlement rows copied {sink.settlements_copied}"
+        )
 
     asyncio.run(main())
     return 0

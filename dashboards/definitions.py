@@ -65,6 +65,9 @@ class PG:
     METRICS_MINUTE = ROLLUP
     LAG_SAMPLES = LAG_SAMPLES.name
     LAG_CURRENT = "sink_lag_current"
+    AML_ALERTS = "aml_alerts"
+    AML_CASES = "aml_cases"
+    AML_STR_DRAFTS = "aml_str_drafts"
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,9 @@ class CH:
         return f"{self.database}.payment_events"
 
 
-# AML objects the AML issue will add; none exists yet, so no panel reads them.
-PENDING_AML_TABLES: tuple[str, ...] = ("aml_alerts", "aml_cases", "aml_str_drafts")
+# AML objects still to come: none (migration 0011 created aml_alerts, aml_cases and
+# aml_str_drafts, which the AML panels read).
+PENDING_AML_TABLES: tuple[str, ...] = ()
 # Thresholds the AML watch panels show (paise): ₹10 lakh a month per customer.
 AML_CUSTOMER_MONTHLY_MINOR = 10_00_000 * 100
 
@@ -266,18 +270,60 @@ GROUP BY method ORDER BY method""",  # noqa: S608 -- names are constants
 
 def aml_cases(ch: CH) -> Dashboard:
     pay, e = ch.payments, ch.payment_events
-    pending = ", ".join(f"`{t}`" for t in PENDING_AML_TABLES)
+    alerts, cases, strs = PG.AML_ALERTS, PG.AML_CASES, PG.AML_STR_DRAFTS
     panels = (
         Panel(
-            "Pending: AML cases",
-            PanelKind.TEXT,
-            note=(
-                f"The AML case tables ({pending}) do not exist yet: open, escalated and closed "
-                "cases and STR deadlines will appear here once they do. The panels below watch "
-                "the raw facts the AML rules will read."
+            "AML cases by rule and status",
+            PanelKind.TABLE,
+            Query(
+                Engine.POSTGRES,
+                f"""SELECT a.rule, c.status, count(*) AS cases,
+       sum(a.amount_minor) / 100.0 AS amount_rupees
+  FROM {cases} c JOIN {alerts} a ON a.alert_id = c.alert_id
+ WHERE $__timeFilter(c.opened_at) AND a.currency = 'INR'
+ GROUP BY a.rule, c.status ORDER BY a.rule, c.status""",  # noqa: S608 -- names are constants
+                ("rule", "status", "cases", "amount_rupees"),
+            ),
+            description="Cases the AML rules opened in the range (docs/aml.md).",
+        ),
+        Panel(
+            "Open AML cases, oldest first",
+            PanelKind.TABLE,
+            Query(
+                Engine.POSTGRES,
+                f"""SELECT c.case_id, a.rule, a.period, a.subject_id,
+       a.amount_minor / 100.0 AS amount_rupees, c.opened_at
+  FROM {cases} c JOIN {alerts} a ON a.alert_id = c.alert_id
+ WHERE c.status = 'open' AND a.currency = 'INR'
+ ORDER BY c.opened_at, c.case_id LIMIT 100""",  # noqa: S608 -- names are constants
+                ("case_id", "rule", "period", "subject_id", "amount_rupees", "opened_at"),
+            ),
+        ),
+        Panel(
+            "STR drafts: deadlines",
+            PanelKind.TABLE,
+            Query(
+                Engine.POSTGRES,
+                f"""SELECT s.str_id, s.case_id, s.suspicion_determined_on, s.due_on, s.status,
+       (s.status = 'draft' AND s.due_on < (now() AT TIME ZONE 'Asia/Kolkata')::date)
+           AS overdue
+  FROM {strs} s
+ WHERE s.status = 'draft' OR s.filed_on >= (now() AT TIME ZONE 'Asia/Kolkata')::date - 30
+ ORDER BY s.due_on, s.str_id""",  # noqa: S608 -- names are constants
+                (
+                    "str_id",
+                    "case_id",
+                    "suspicion_determined_on",
+                    "due_on",
+                    "status",
+                    "overdue",
+                ),
+            ),
+            description=(
+                "Unfiled drafts (due 7 working days after suspicion was determined) and those "
+                "filed in the last 30 days; overdue = past due_on (IST) and not filed."
             ),
             width=24,
-            height=4,
         ),
         Panel(
             "Customers over ₹10 lakh in the range",
@@ -318,7 +364,6 @@ GROUP BY merchant_id ORDER BY refund_ratio DESC, merchant_id LIMIT 100""",  # no
         tags=("rizzpay", "aml", "compliance"),
         time_from="now-30d",
         refresh="15m",
-        pending=PENDING_AML_TABLES,
     )
 
 

@@ -30,6 +30,9 @@ from dashboards.definitions import (
     all_dashboards,
 )
 from dashboards.model import Dashboard, Engine, Panel, Query, expand_macros
+from warehouse.aml.cases import escalate_case, open_cases
+from warehouse.aml.rules import MONTHLY_TOTAL, Alert
+from warehouse.aml.settings import AmlSettings
 from warehouse.migrate import migrate_clickhouse
 from warehouse.timeseries import EVENT_LOG_COLUMNS, detect_mode, insert_event_log
 
@@ -194,6 +197,15 @@ async def _seed_postgres(conn: asyncpg.Connection) -> None:
         for c in EVENT_LOG_COLUMNS:
             values[c].append(row[c])
     assert await insert_event_log(conn, mode, [values[c] for c in EVENT_LOG_COLUMNS]) == 3
+    # Two AML cases: one open, one escalated to an STR draft.
+    alerts = [
+        Alert(MONTHLY_TOTAL, "2026-10", "customer", f"cust_{i}", 11_00_000_00, 12, {})
+        for i in range(2)
+    ]
+    opened = await open_cases(conn, alerts, now=t)
+    await escalate_case(
+        conn, opened.opened[0], grounds="test", actor="dash", now=t, settings=AmlSettings()
+    )
     lag = ("warehouse.sink", "payments.lifecycle", 0, t, 10, 12, 2)
     for table in (PG.LAG_SAMPLES, PG.LAG_CURRENT):
         await conn.execute(

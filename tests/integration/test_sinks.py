@@ -45,7 +45,7 @@ from models.money import Money
 from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
 from tests.integration.kafka_helpers import read_topic, value_of
 from warehouse.sinks.clickhouse_sink import ClickHouseSink
-from warehouse.sinks.consumer import SinkSettings, WarehouseSink
+from warehouse.sinks.consumer import SOURCE_TOPICS, SinkSettings, WarehouseSink
 from warehouse.sinks.postgres_sink import LagSample, PostgresSink, sink_lag
 from warehouse.sinks.rows import PaymentEventRow, PaymentRow, payment_event_log_row
 from warehouse.timeseries import (
@@ -289,7 +289,7 @@ async def test_sink_loads_both_stores_idempotently_with_dead_letters_and_lag(
         await refresh_rollups(conn, now - timedelta(days=400), now + timedelta(minutes=1))
         assert (await _postgres_state(conn))["minutes"] == first["minutes"]
         lags = await sink_lag(conn, first_group)
-        assert len(lags) == PAYMENTS_REQUESTED.partitions + PAYMENTS_LIFECYCLE.partitions
+        assert len(lags) == sum(t.partitions for t in SOURCE_TOPICS)
         assert set(lags.values()) == {0}
         samples = await conn.fetchval(
             "SELECT count(*) FROM sink_lag_samples WHERE consumer_group = $1", first_group
@@ -380,7 +380,12 @@ class _FlakyClickHouse(ClickHouseSink):
         self.calls = 0
         self.event_ids: set[str] = set()
 
-    def write(self, payments: Sequence[PaymentRow], events: Sequence[PaymentEventRow]) -> None:
+    def write(
+        self,
+        payments: Sequence[PaymentRow],
+        events: Sequence[PaymentEventRow],
+        scores: Sequence[object] = (),
+    ) -> None:
         self.calls += 1
         if self.calls == self.fail_on:
             raise RuntimeError("ClickHouse refused the batch")

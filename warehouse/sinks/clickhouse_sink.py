@@ -16,11 +16,12 @@ from typing import Any
 import clickhouse_connect
 
 from warehouse.migrate import migrate_clickhouse
-from warehouse.sinks.rows import PaymentEventRow, PaymentRow
+from warehouse.sinks.rows import FraudScoreRow, PaymentEventRow, PaymentRow
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 PAYMENTS_TABLE = "payments"
 EVENTS_TABLE = "payment_events"
+SCORES_TABLE = "fraud_scores"
 
 
 class ClickHouseSink:
@@ -45,7 +46,12 @@ class ClickHouseSink:
             migrate_clickhouse(client, database)
         return cls(client, database)
 
-    def write(self, payments: Sequence[PaymentRow], events: Sequence[PaymentEventRow]) -> None:
+    def write(
+        self,
+        payments: Sequence[PaymentRow],
+        events: Sequence[PaymentEventRow],
+        scores: Sequence[FraudScoreRow] = (),
+    ) -> None:
         """Insert one batch; safe to repeat with the same rows."""
         if payments:
             self.client.insert(
@@ -58,6 +64,12 @@ class ClickHouseSink:
                 f"{self.database}.{EVENTS_TABLE}",
                 [row.values() for row in events],
                 column_names=list(PaymentEventRow.columns()),
+            )
+        if scores:
+            self.client.insert(
+                f"{self.database}.{SCORES_TABLE}",
+                [row.values() for row in scores],
+                column_names=list(FraudScoreRow.columns()),
             )
 
     def totals(self) -> dict[str, tuple[int, int]]:

@@ -1,14 +1,15 @@
 """The sink loop: Kafka → ClickHouse facts and the PostgreSQL event log, exactly-once in effect.
 
-One confluent-kafka consumer reads ``payments.requested`` and ``payments.lifecycle`` (registry
-names under the topic prefix) with auto-commit off.  Messages are gathered into a batch until it
-holds ``batch_max_messages`` or ``batch_max_wait_s`` has passed since its first message; then the
-batch is
+One confluent-kafka consumer reads ``payments.requested``, ``payments.lifecycle`` and
+``payments.scored`` (registry names under the topic prefix) with auto-commit off.  Messages
+are gathered into a batch until it holds ``batch_max_messages`` or ``batch_max_wait_s`` has
+passed since its first message; then the batch is
 
 1. decoded with the registry (a message that does not decode becomes a dead letter),
 2. written to PostgreSQL (``payment_event_log``; natively also ``payment_metrics_minute``), in
    one transaction, ``ON CONFLICT DO NOTHING``,
-3. written to ClickHouse (``payments``, ``payment_events``; ReplacingMergeTree on the event id),
+3. written to ClickHouse (``payments``, ``payment_events``, ``fraud_scores``; ReplacingMergeTree
+   on the event id),
 4. followed by its dead letters, each acknowledged by the broker,
 
 and only then are the consumer's positions committed, synchronously.  A crash anywhere before
@@ -20,6 +21,10 @@ to restart it.
 Consumer lag per assigned partition (end offset minus committed offset) is sampled every
 ``lag_interval_s`` into ``sink_lag_samples`` / ``sink_lag_current``; read it with
 :func:`warehouse.sinks.postgres_sink.sink_lag`.
+
+Between batches, every ``facts_interval_s``, the sink also copies ledger postings and settlement
+batches from PostgreSQL into ClickHouse (``warehouse.sinks.ledger_facts``): this process owns
+the embedded ClickHouse, so the copy runs here.  "Caught up" includes those copies.
 """
 
 from __future__ import annotations
@@ -37,17 +42,24 @@ from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from models.events import DeadLetter, DecodeError, encode
-from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED, TopicSpec
+from models.topics import (
+    PAYMENTS_DEADLETTER,
+    PAYMENTS_LIFECYCLE,
+    PAYMENTS_REQUESTED,
+    PAYMENTS_SCORED,
+    TopicSpec,
+)
 from streams.retry import TRANSIENT_ERRORS, retry_transient
 from warehouse.migrate import CLICKHOUSE_DATABASE
 from warehouse.sinks.clickhouse_sink import ClickHouseSink
+from warehouse.sinks.ledger_facts import LedgerFactsCopier, copy_facts
 from warehouse.sinks.postgres_sink import LagSample, PostgresSink
 from warehouse.sinks.rows import SinkRows, rows_for
 
 log = logging.getLogger("rizzpay.warehouse.sink")
 
 CONSUMER_NAME = "warehouse.sink"
-SOURCE_TOPICS: tuple[TopicSpec, ...] = (PAYMENTS_REQUESTED, PAYMENTS_LIFECYCLE)
+SOURCE_TOPICS: tuple[TopicSpec, ...] = (PAYMENTS_REQUESTED, PAYMENTS_LIFECYCLE, PAYMENTS_SCORED)
 T = TypeVar("T")
 
 # What the sink retries: the payments agent's transient errors, and a ClickHouse server away.
@@ -70,7 +82,9 @@ class SinkSettings:
     message) bound a batch; ``lag_interval_s`` (seconds) is how often lag is sampled;
     ``maintenance_interval_s`` (seconds) how often native partitions are created ahead and
     expired ones dropped.  ``stop_when_caught_up`` ends the run once every assigned partition
-    has lag 0 (backfills, tests).
+    has lag 0 and the ledger facts are copied (backfills, tests).  ``facts_interval_s``
+    (seconds) is how often ledger postings and settlement batches are copied from PostgreSQL;
+    ``replay_facts`` starts those copies from the beginning.
     """
 
     kafka_bootstrap: str
@@ -85,6 +99,8 @@ class SinkSettings:
     maintenance_interval_s: float = 3600.0
     retry_backoff_max_s: float = 5.0
     stop_when_caught_up: bool = False
+    facts_interval_s: float = 5.0
+    replay_facts: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_max_messages < 1 or self.batch_max_wait_s <= 0:
@@ -186,10 +202,12 @@ class WarehouseSink:
         postgres: PostgresSink,
         consumer: Consumer | None = None,
         producer: Producer | None = None,
+        facts: LedgerFactsCopier | None = None,
     ) -> None:
         self.settings = settings
         self.clickhouse = clickhouse
         self.postgres = postgres
+        self.facts = facts  # None: this sink copies no ledger facts
         self.consumer = consumer or Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -217,6 +235,9 @@ class WarehouseSink:
         self._committed: dict[tuple[str, int], int] = {}
         self._last_lag = 0.0
         self._last_maintenance = 0.0
+        self._last_facts = 0.0
+        self.postings_copied = 0
+        self.settlements_copied = 0
         self.written = 0  # events newly written to the event log by this run
         self.dead_lettered = 0
 
@@ -225,7 +246,10 @@ class WarehouseSink:
         """Connect both stores (migrating the ClickHouse database) and build the sink."""
         postgres = await PostgresSink.connect(settings.pg_dsn)
         clickhouse = ClickHouseSink.connect(settings.clickhouse_dsn, settings.clickhouse_database)
-        return cls(settings, clickhouse=clickhouse, postgres=postgres)
+        facts = LedgerFactsCopier(clickhouse.client, clickhouse.database)
+        if settings.replay_facts:
+            facts.reset()
+        return cls(settings, clickhouse=clickhouse, postgres=postgres, facts=facts)
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and leave the loop."""
@@ -263,6 +287,8 @@ class WarehouseSink:
                 if idle and s.stop_when_caught_up and await self._caught_up():
                     break
                 await self._sample_lag()
+                if time.monotonic() - self._last_facts >= s.facts_interval_s:
+                    await self._copy_facts()
                 if time.monotonic() - self._last_maintenance >= s.maintenance_interval_s:
                     await self._maintain()
             if batch:
@@ -310,9 +336,10 @@ class WarehouseSink:
         kept = [rows for _, rows in unique.values() if rows.event_id not in refused]
         payments = [r.payments for r in kept if r.payments is not None]
         events = [r.payment_events for r in kept if r.payment_events is not None]
+        scores = [r.fraud_scores for r in kept if r.fraud_scores is not None]
 
         async def write_clickhouse() -> None:
-            self.clickhouse.write(payments, events)
+            self.clickhouse.write(payments, events, scores)
 
         await self._retry(write_clickhouse, "writing ClickHouse")
         if rejected:
@@ -406,7 +433,22 @@ class WarehouseSink:
             return False
         await self._retry(lambda: self.postgres.write_lag(samples), "writing lag samples")
         self._last_lag = time.monotonic()
+        await self._copy_facts()
         return True
+
+    async def _copy_facts(self) -> None:
+        """Copy ledger postings and settlement batches until both are caught up."""
+        self._last_facts = time.monotonic()
+        facts = self.facts
+        if facts is None:
+            return
+        postings, settlements = await self._retry(
+            lambda: copy_facts(self.postgres.pool, facts), "copying ledger facts"
+        )
+        self.postings_copied += postings
+        self.settlements_copied += settlements
+        if postings or settlements:
+            log.info("copied %d postings, %d settlement rows", postings, settlements)
 
     async def _maintain(self) -> None:
         self._last_maintenance = time.monotonic()

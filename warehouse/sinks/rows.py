@@ -6,15 +6,20 @@ One function per target table:
 * :func:`payment_events_row` — ClickHouse ``payment_events``, from every other event about a
   payment: the lifecycle events, and the merchant's commands (``payment.capture_requested``,
   ``payment.void_requested``, ``payment.refund_requested``) that share ``payments.requested``.
+* :func:`fraud_score_row` — ClickHouse ``fraud_scores``, from ``payment.scored``.
 * :func:`payment_event_log_row` — PostgreSQL ``payment_event_log``, from every event.
 
-:func:`rows_for` routes any event of ``payments.requested`` or ``payments.lifecycle`` to the
-builders that apply.  Amounts are ``int`` minor units of the currency (paise for INR), as on the
-event; nothing here is ever a float.  Timestamps stay timezone-aware (UTC on the wire).
+:func:`rows_for` routes any event of ``payments.requested``, ``payments.lifecycle`` or
+``payments.scored`` to the builders that apply (the merchants' commands that fraud scoring
+passes on to ``payments.scored`` keep their event ids, so reading them twice adds nothing).
+Amounts are ``int`` minor units of the currency (paise for INR), as on the event; nothing here
+is ever a float but a fraud score, which is a probability.  Timestamps stay timezone-aware (UTC
+on the wire).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, TypeGuard
@@ -23,6 +28,8 @@ from pydantic import BaseModel
 
 from models.events import (
     CaptureRequested,
+    DisputeOpenRequested,
+    DisputeResolveRequested,
     LifecycleEvent,
     PaymentActionCompleted,
     PaymentActionRequired,
@@ -36,10 +43,17 @@ from models.events import (
     PaymentFailed,
     PaymentRefunded,
     PaymentRequested,
+    PaymentScored,
     RefundRequested,
     encode,
 )
-from models.methods import BankTransferMethod, CardMethod, NetbankingMethod, UpiMethod
+from models.methods import (
+    BankTransferMethod,
+    CardMethod,
+    NetbankingMethod,
+    UpiMethod,
+    WalletMethod,
+)
 from models.money import Money
 from models.topics import PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
 
@@ -50,7 +64,7 @@ COMMAND_MODELS: tuple[type[BaseModel], ...] = tuple(
 )
 # Everything ``payment_events`` records.
 FactModel = LifecycleEvent | PaymentCommand
-SinkEvent = PaymentRequested | FactModel
+SinkEvent = PaymentRequested | FactModel | PaymentScored
 
 
 class _Row:
@@ -79,6 +93,7 @@ class PaymentRow(_Row):
     card_bin: str
     bank_code: str
     upi_flow: str
+    instrument_ref: str  # card:<token>, vpa:<vpa>, wallet:<id>, or '' (links customers for AML)
     capture: str
     request_fingerprint: str
     requested_at: datetime
@@ -100,6 +115,30 @@ class PaymentEventRow(_Row):
     ref_id: str
     reason: str
     occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class FraudScoreRow(_Row):
+    """ClickHouse ``fraud_scores``: one scoring verdict.  ``score`` is a probability (not
+    money); ``features_json`` is the features as JSON text, so paise sums stay integers."""
+
+    event_id: str
+    payment_id: str
+    merchant_id: str
+    customer_id: str
+    amount_minor: int  # minor units of ``currency``, as requested
+    currency: str
+    method: str
+    decision: str
+    reason: str
+    score: float | None
+    model_version: str
+    rule_hits: list[str]
+    ruleset_sha256: str
+    shadow_model_version: str
+    shadow_score: float | None
+    features_json: str
+    scored_at: datetime
 
 
 @dataclass(frozen=True)
@@ -130,6 +169,7 @@ class SinkRows:
     payments: PaymentRow | None
     payment_events: PaymentEventRow | None
     payment_event_log: EventLogRow
+    fraud_scores: FraudScoreRow | None = None
 
 
 def is_fact(event: object) -> TypeGuard[FactModel]:
@@ -140,11 +180,15 @@ def is_fact(event: object) -> TypeGuard[FactModel]:
 def payments_row(event: PaymentRequested) -> PaymentRow:
     """The ClickHouse ``payments`` row of a ``payment.requested`` event."""
     method = event.method
-    network = bin_ = bank = flow = ""
+    network = bin_ = bank = flow = instrument = ""
     if isinstance(method, CardMethod):
         network, bin_ = method.network or "", method.bin
+        instrument = f"card:{method.token}"  # a token, never a PAN
     elif isinstance(method, UpiMethod):
         flow = method.flow
+        instrument = f"vpa:{method.vpa.lower()}"  # VPAs are case-insensitive
+    elif isinstance(method, WalletMethod):
+        instrument = f"wallet:{method.wallet_id}"
     elif isinstance(method, NetbankingMethod):
         bank = method.bank_code
     elif isinstance(method, BankTransferMethod):
@@ -161,9 +205,35 @@ def payments_row(event: PaymentRequested) -> PaymentRow:
         card_bin=bin_,
         bank_code=bank,
         upi_flow=flow,
+        instrument_ref=instrument,
         capture=event.capture,
         request_fingerprint=event.request_fingerprint,
         requested_at=event.occurred_at,
+    )
+
+
+def fraud_score_row(event: PaymentScored) -> FraudScoreRow:
+    """The ClickHouse ``fraud_scores`` row of a ``payment.scored`` event."""
+    request = event.request
+    shadow = event.shadow
+    return FraudScoreRow(
+        event_id=event.event_id,
+        payment_id=event.payment_id,
+        merchant_id=event.merchant_id,
+        customer_id=request.customer_id or "",
+        amount_minor=request.amount.minor,
+        currency=request.amount.currency,
+        method=request.method.type,
+        decision=event.decision,
+        reason=event.reason,
+        score=event.score,
+        model_version=event.model_version or "",
+        rule_hits=list(event.rule_hits),
+        ruleset_sha256=event.ruleset_sha256,
+        shadow_model_version=shadow.model_version if shadow else "",
+        shadow_score=shadow.score if shadow else None,
+        features_json=json.dumps(event.features, sort_keys=True),
+        scored_at=event.scored_at,
     )
 
 
@@ -185,7 +255,14 @@ def _ref_id(event: FactModel) -> str:
         return event.refund_id
     if isinstance(event, CaptureRequested):
         return event.capture_id
-    if isinstance(event, PaymentDisputeOpened | PaymentDisputeWon | PaymentDisputeLost):
+    if isinstance(
+        event,
+        PaymentDisputeOpened
+        | PaymentDisputeWon
+        | PaymentDisputeLost
+        | DisputeOpenRequested
+        | DisputeResolveRequested,
+    ):
         return event.dispute_id
     if isinstance(event, PaymentActionRequired | PaymentActionCompleted):
         return event.action_id
@@ -237,8 +314,8 @@ def payment_event_log_row(event: SinkEvent) -> EventLogRow:
 
 
 def rows_for(event: BaseModel) -> SinkRows:
-    """Every warehouse row of one decoded event of ``payments.requested`` or
-    ``payments.lifecycle``.  Raises ``TypeError`` for any other model."""
+    """Every warehouse row of one decoded event of ``payments.requested``,
+    ``payments.lifecycle`` or ``payments.scored``.  Raises ``TypeError`` for any other model."""
     if isinstance(event, PaymentRequested):
         return SinkRows(
             event_id=event.event_id,
@@ -246,6 +323,15 @@ def rows_for(event: BaseModel) -> SinkRows:
             payments=payments_row(event),
             payment_events=None,
             payment_event_log=payment_event_log_row(event),
+        )
+    if isinstance(event, PaymentScored):
+        return SinkRows(
+            event_id=event.event_id,
+            payment_id=event.payment_id,
+            payments=None,
+            payment_events=None,
+            payment_event_log=payment_event_log_row(event),
+            fraud_scores=fraud_score_row(event),
         )
     if is_fact(event):
         return SinkRows(

@@ -11,14 +11,20 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
-from models.events import PaymentRequested
+from models.events import PaymentRequested, PaymentScored
 from models.money import Money
-from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
+from models.topics import (
+    PAYMENTS_DEADLETTER,
+    PAYMENTS_LIFECYCLE,
+    PAYMENTS_REQUESTED,
+    PAYMENTS_SCORED,
+)
 from warehouse.migrate import MIGRATIONS_DIR
 from warehouse.sinks.rows import (
     COMMAND_MODELS,
     LIFECYCLE_MODELS,
     EventLogRow,
+    FraudScoreRow,
     PaymentEventRow,
     PaymentRow,
     is_fact,
@@ -189,9 +195,43 @@ def _create_table_columns(sql: str, table: str) -> list[str]:
 def test_row_columns_match_the_tables_they_are_inserted_into() -> None:
     ch = MIGRATIONS_DIR / "clickhouse"
     payments_sql = (ch / "0002_payments_and_event_details.sql").read_text()
-    assert [*PaymentRow.columns(), "loaded_at"] == _create_table_columns(payments_sql, "payments")
+    payment_columns = _create_table_columns(payments_sql, "payments")
+    aml_sql = (ch / "0003_aml_payment_attributes.sql").read_text()
+    payment_columns += re.findall(r"payments ADD COLUMN IF NOT EXISTS ([a-z_]+)", aml_sql)
+    # device_id and payer_country are filled by loaders that know them (docs/aml.md).
+    assert {*PaymentRow.columns(), "loaded_at", "device_id", "payer_country"} == set(
+        payment_columns
+    )
     events_sql = "\n".join(p.read_text() for p in sorted(Path(ch).glob("*.sql")))
     event_columns = _create_table_columns(events_sql, "payment_events")
     event_columns += re.findall(r"ADD COLUMN IF NOT EXISTS ([a-z_]+)", events_sql)
     assert set(PaymentEventRow.columns()) <= set(event_columns)
     assert EventLogRow.columns() == EVENT_LOG_COLUMNS
+
+
+def test_a_scored_payment_is_a_fraud_score_row_and_a_log_row() -> None:
+    (path,) = [p for p in PAYMENTS_SCORED.examples() if p.name.startswith("payment.scored")]
+    event = PAYMENTS_SCORED.decode(path.read_bytes())
+    assert isinstance(event, PaymentScored)
+    rows = rows_for(event)
+    assert rows.payments is None and rows.payment_events is None
+    score = rows.fraud_scores
+    assert score is not None
+    assert (score.payment_id, score.decision) == (event.payment_id, event.decision)
+    assert score.amount_minor == event.request.amount.minor
+    assert isinstance(score.amount_minor, int)
+    assert orjson.loads(score.features_json) == event.features
+    assert rows.payment_event_log.event_type == "payment.scored"
+    ddl = (MIGRATIONS_DIR / "clickhouse" / "0004_ledger_and_settlement_facts.sql").read_text()
+    body = ddl.split("CREATE TABLE IF NOT EXISTS {db}.fraud_scores", 1)[1].split("ENGINE", 1)[0]
+    columns = re.findall(r"^\s{4}([a-z_0-9]+)\s", body, flags=re.MULTILINE)
+    assert [*FraudScoreRow.columns(), "loaded_at"] == columns
+
+
+def test_commands_passed_on_to_payments_scored_make_the_same_rows() -> None:
+    for path in PAYMENTS_SCORED.examples():
+        event = PAYMENTS_SCORED.decode(path.read_bytes())
+        if isinstance(event, PaymentScored):
+            continue
+        twin = PAYMENTS_REQUESTED.decode(path.read_bytes())
+        assert rows_for(event) == rows_for(twin)

@@ -1,0 +1,7 @@
+"""AML monitoring over the warehouse (docs/aml.md).
+
+``settings`` holds the thresholds with their sources, ``rules`` the scheduled queries over
+ClickHouse (alerts out), ``cases`` the PostgreSQL case file (alerts open cases; close, escalate
+to a suspicious-transaction report draft), ``deadlines`` the working-day arithmetic, ``fiu`` the
+monthly report to FIU-IND, and ``monitor`` the one call a scheduler makes per period.
+"""
