@@ -1,5 +1,6 @@
-"""RizzPay's own processes (the API and the workers) run detached, with pid files under
-``<home>/run``, so ``make run`` can leave them serving and ``make down`` can stop them."""
+"""RizzPay's own processes (the API, the workers, the warehouse sink and the report scheduler)
+run detached, with pid files under ``<home>/run``, so ``make run`` can leave them serving and
+``make down`` can stop them."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ import httpx
 from deploy.stack import pid_alive, read_pid, terminate_process
 from models.config import REPO_ROOT
 
-APP_NAMES: tuple[str, ...] = ("api", "worker")
+# The warehouse sink owns the embedded ClickHouse path (one process per chDB path); the report
+# scheduler is leader-only (a PostgreSQL advisory lock), so one of each.
+APP_NAMES: tuple[str, ...] = ("api", "worker", "warehouse-sink", "report-scheduler")
 # A clean Faust shutdown commits offsets and leaves the group; give it time before SIGKILL.
 APP_STOP_TIMEOUT_S = 20.0
 

@@ -31,7 +31,7 @@ REQUIRED_SECRETS = (
     "GRAFANA_ADMIN_PASSWORD",
 )
 # Application services built from deploy/Dockerfile.
-APP_SERVICES = {"migrate", "api", "worker"}
+APP_SERVICES = {"migrate", "api", "worker", "warehouse-sink", "report-scheduler"}
 
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|REDISCLI_AUTH", re.IGNORECASE)
 REQUIRED_REF = re.compile(r"^\$\{[A-Z0-9_]+:\?[^}]+\}$")
@@ -216,6 +216,8 @@ def test_long_running_services_have_healthchecks() -> None:
         "grafana",
         "api",
         "worker",
+        "warehouse-sink",
+        "report-scheduler",
     } <= long_running
     for name in long_running:
         check = services[name].get("healthcheck")
@@ -266,6 +268,11 @@ def test_app_services_are_wired_to_the_stack() -> None:
     assert services["migrate"]["command"][0] == "migrate"
     assert services["api"]["command"] == ["api", "--host", "0.0.0.0", "--port", "8000"]
     assert services["worker"]["command"] == ["worker"]
+    assert services["warehouse-sink"]["command"] == ["warehouse", "sink"]
+    assert services["report-scheduler"]["command"] == ["reports", "schedule"]
+    for name in ("warehouse-sink", "report-scheduler"):
+        deps = services[name]["depends_on"]
+        assert deps["migrate"]["condition"] == "service_completed_successfully", name
 
 
 # --------------------------------------------------------------------------------------------
@@ -344,6 +351,8 @@ def test_chart_templates_are_balanced() -> None:
         "api-service.yaml",
         "configmap.yaml",
         "api-hpa.yaml",
+        "warehouse-sink-deployment.yaml",
+        "report-scheduler-deployment.yaml",
     } <= names
     for path in templates:
         text = path.read_text()
@@ -404,10 +413,87 @@ def test_helm_template_renders_the_workloads() -> None:
         ("Service", "rp-rizzpay-api"),
         ("ConfigMap", "rp-rizzpay"),
         ("HorizontalPodAutoscaler", "rp-rizzpay-api"),
+        ("Deployment", "rp-rizzpay-warehouse-sink"),
+        ("Deployment", "rp-rizzpay-report-scheduler"),
     } <= kinds
+    args = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["args"]
+        for d in docs
+        if d["kind"] == "Deployment"
+    }
+    assert args["rp-rizzpay-warehouse-sink"] == ["warehouse", "sink"]
+    assert args["rp-rizzpay-report-scheduler"] == ["reports", "schedule"]
     assert "kind: Secret\n" not in result.stdout, "the chart must not create a Secret"
     for doc in docs:
         for path, leaf in _walk(doc):
             if isinstance(leaf, str):
                 for match in URL_USERINFO.finditer(leaf):
                     assert match.group("pw").startswith("$(RIZZPAY_SECRET_"), f"{path}: {leaf}"
+
+
+# --------------------------------------------------------------------------------------------
+# Processor sandboxes (docs/connectors.md): the worker authorizes through them by default
+# --------------------------------------------------------------------------------------------
+
+SANDBOX_URLS = {
+    "RIZZPAY_CONNECTORS_RAZORPAY_URL": 18100,
+    "RIZZPAY_CONNECTORS_PAYU_URL": 18101,
+    "RIZZPAY_CONNECTORS_STRIPE_URL": 18102,
+    "RIZZPAY_CONNECTORS_BANK_URL": 18103,
+}
+
+
+def test_compose_worker_charges_through_the_sandbox_service() -> None:
+    services = _resolved_compose()["services"]
+    sandbox = services["sandbox"]
+    assert sandbox["command"][:2] == ["sandbox", "serve"]
+    assert sandbox["healthcheck"]["test"] and sandbox.get("restart") == "unless-stopped"
+    worker = services["worker"]
+    assert worker["depends_on"]["sandbox"]["condition"] == "service_healthy"
+    env = _env_items(worker)
+    assert env["RIZZPAY_AUTHORIZER"] == "connectors"
+    for variable, port in SANDBOX_URLS.items():
+        assert env[variable] == f"http://sandbox:{port}", variable
+    # The worker keeps every other setting of the shared environment.
+    assert env["RIZZPAY_KAFKA_BOOTSTRAP"] == "kafka:9092"
+
+
+def _rendered(*extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_helm(), "template", "rp", str(CHART), "--kube-version", "1.30.0",
+         "-f", str(CHART / "ci" / "test-values.yaml"), *extra],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_helm_sandbox_serves_the_processor_urls_the_workers_read() -> None:
+    result = _rendered()
+    assert result.returncode == 0, result.stderr
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    by_kind = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    config = by_kind[("ConfigMap", "rp-rizzpay")]["data"]
+    assert config["RIZZPAY_AUTHORIZER"] == "connectors"
+    for variable, port in SANDBOX_URLS.items():
+        assert config[variable] == f"http://rp-rizzpay-sandbox:{port}", variable
+    service_ports = {p["port"] for p in by_kind[("Service", "rp-rizzpay-sandbox")]["spec"]["ports"]}
+    assert service_ports == set(SANDBOX_URLS.values())
+    container = by_kind[("Deployment", "rp-rizzpay-sandbox")]["spec"]["template"]["spec"][
+        "containers"
+    ][0]
+    assert container["args"][:2] == ["sandbox", "serve"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/__sandbox/health"
+
+    # Real processors: the sandbox goes away and the URLs are the ones given...
+    real = _rendered(
+        "--set", "sandbox.enabled=false",
+        "--set", "processors.razorpayUrl=https://api.razorpay.com",
+        "--set", "processors.payuUrl=https://secure.payu.in",
+        "--set", "processors.stripeUrl=https://api.stripe.com",
+        "--set", "processors.bankUrl=https://corporate.bank.example",
+    )  # fmt: skip
+    assert real.returncode == 0, real.stderr
+    assert "rp-rizzpay-sandbox" not in real.stdout
+    assert 'RIZZPAY_CONNECTORS_STRIPE_URL: "https://api.stripe.com"' in real.stdout
+    # ...and a missing one is refused rather than pointed at a sandbox that is not there.
+    missing = _rendered("--set", "sandbox.enabled=false")
+    assert missing.returncode != 0 and "processors.razorpayUrl is required" in missing.stderr
