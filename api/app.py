@@ -28,10 +28,14 @@ from api.commands import (
     load_state,
 )
 from api.context import AUTH_HEADER, Services, authenticate
+from api.disputes import router as disputes_router
 from api.idempotency import Claimed, Completed, IdempotencyStore, InFlight, StoredResponse
+from api.live import router as live_router
+from api.notifications import router as notifications_router
 from api.problems import Problem, handle_problem, handle_unexpected
 from api.publisher import BrokerUnavailable, KafkaPublisher
 from api.reads import router as reads_router
+from api.reviews import router as reviews_router
 from api.schemas import (
     CaptureCreate,
     PaymentCreate,
@@ -42,6 +46,9 @@ from api.schemas import (
     parse_payment_create,
 )
 from api.settings import ApiSettings
+from api.settlement_live import router as settlement_live_router
+from api.wallets import router as wallets_router
+from api.webhooks import router as webhooks_router
 from models.events import PaymentRequested, encode
 from models.ids import IDEMPOTENCY_KEY_LEN_MAX, new_event_id, payment_id_for
 from models.money import Money
@@ -134,6 +141,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         return await find_payment(services, merchant_id, payment_id)
 
     app.include_router(reads_router)
+    app.include_router(wallets_router)
+    app.include_router(reviews_router)
+    app.include_router(webhooks_router)
+    app.include_router(disputes_router)
+    app.include_router(notifications_router)
+    app.include_router(live_router)
+    app.include_router(settlement_live_router)
 
     generate_openapi = app.openapi
 

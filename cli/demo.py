@@ -22,9 +22,10 @@ from pathlib import Path
 import asyncpg
 
 from api.loadgen import MerchantKey, SendResult, plan_payments, send_payments
-from deploy.processes import start_app, stop_app, wait_http_ok
+from deploy.processes import APP_NAMES, start_app, stop_app, wait_http_ok
 from deploy.stack import StackError, StackSettings, load_settings, stack_up
 from models.money import format_minor
+from warehouse.fraud_store import decision_counts
 from warehouse.merchants import create_merchant
 from warehouse.migrate import migrate_all
 from warehouse.payments import MerchantTotals, count_recorded, decline_counts, merchant_totals
@@ -38,6 +39,8 @@ DEMO_MERCHANTS: tuple[tuple[str, str, str], ...] = (
     ("medplus_rx", "MedPlus Pharmacy Pvt Ltd", "36"),
     ("pixel_games", "Pixel Games Studio Pvt Ltd", "33"),
 )
+# The analysts' rule set the demo's worker scores with (RIZZPAY_FRAUD_RULES overrides it).
+EXAMPLE_RULES = Path(__file__).resolve().parent.parent / "fraud" / "rulesets" / "example.yaml"
 # Every accepted payment must be decided and posted within this time, or the demo says so.
 SETTLE_TIMEOUT_S = 180.0
 
@@ -67,11 +70,17 @@ def run(args: argparse.Namespace) -> int:
     merchants = _demo_merchants(settings)
     print("3/5 API and worker")
     env = {**os.environ, "RIZZPAY_PG_DSN": settings.pg_dsn}
+    # Fraud scoring on the example rule set, rules only: the bootstrap model learned the
+    # simulator's ₹5-100 spend and would flag most demo payments (docs/fraud.md).
+    env.setdefault("RIZZPAY_FRAUD_RULES", str(EXAMPLE_RULES))
     # Fresh processes, so the demo always runs the code in this checkout.
-    for name in ("api", "worker"):
+    for name in APP_NAMES:
         stop_app(settings.home, name)
     api_pid = start_app(settings.home, "api", ["api", "--port", str(args.port)], env)
     worker_pid = start_app(settings.home, "worker", ["worker"], env)
+    # After migrate_all closed its ClickHouse client: the sink must own the chDB path alone.
+    start_app(settings.home, "warehouse-sink", ["warehouse", "sink"], env)
+    start_app(settings.home, "report-scheduler", ["reports", "schedule"], env)
     base_url = f"http://127.0.0.1:{args.port}"
     wait_http_ok(f"{base_url}/healthz", timeout_s=60, pid=api_pid)
     print(f"    api pid {api_pid} on {base_url}, worker pid {worker_pid}")
@@ -127,6 +136,11 @@ async def _burst(
             await asyncio.sleep(0.25)
         end_to_end_s = time.perf_counter() - started
         print(f"    all {len(accepted)} decided and posted {end_to_end_s:.1f} s after the first")
+        fraud = await decision_counts(pool, accepted)
+        print(
+            f"    fraud scoring: allowed {fraud.get('allow', 0)}, held for review "
+            f"{fraud.get('review', 0)}, blocked {fraud.get('block', 0)} ({EXAMPLE_RULES.name})"
+        )
         totals = await merchant_totals(pool, accepted)
         declines = await decline_counts(pool, accepted)
     finally:
@@ -188,5 +202,6 @@ def _report(
     print(f"    API docs         {base_url}/docs")
     print(f"    logs             {settings.home / 'logs'} (api.log, worker.log, kafka.log)")
     print(f"    merchant keys    {settings.home / 'demo-merchants.json'}")
+    print("    reports          rizzpay reports list (scheduler log: report-scheduler.log)")
     print("    stop everything  make down")
     return 0 if all_match else 1

@@ -20,8 +20,10 @@ COMMANDS: tuple[str, ...] = (
     "warehouse",
     "sandbox",
     "settlement",
+    "ledger",
     "reports",
     "dashboards",
+    "aml",
 )
 
 

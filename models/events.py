@@ -8,10 +8,11 @@ model class; the old one stays until no producer writes it.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt
 
 from models.methods import MethodType, PaymentMethod
 from models.money import Money
@@ -88,9 +89,86 @@ class RefundRequested(_Event):
     reason: str | None = Field(default=None, max_length=255)
 
 
-# What a merchant can ask of an existing payment, carried on the same topic (and key) as the
-# payment's creation, so the worker sees them in order.
-PaymentCommand = CaptureRequested | VoidRequested | RefundRequested
+DisputeOutcome = Literal["won", "lost"]
+
+
+class DisputeOpenRequested(_Event):
+    """The card network (through the processor, or an operator keying its notice in) reports a
+    dispute of ``amount`` on a captured payment.  ``dispute_id`` is derived from the processor's
+    own dispute reference, so the same notice received twice names the same dispute.
+    ``evidence_due_at`` defaults to seven days after ``occurred_at``."""
+
+    event_type: Literal["payment.dispute_open_requested"] = "payment.dispute_open_requested"
+    schema_version: Literal[1] = 1
+    request_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    dispute_id: str = Field(pattern=r"^dsp_[a-z0-9]{10,40}$")
+    processor_dispute_id: str = Field(min_length=1, max_length=64)
+    amount: Money
+    evidence_due_at: AwareDatetime | None = None
+    # The network's reason, as the processor names it (e.g. "fraudulent", "not_received").
+    reason: str | None = Field(default=None, max_length=64)
+
+
+class DisputeResolveRequested(_Event):
+    """The network decided the open dispute ``dispute_id``: ``won`` (the money stays with the
+    merchant) or ``lost`` (a chargeback)."""
+
+    event_type: Literal["payment.dispute_resolve_requested"] = "payment.dispute_resolve_requested"
+    schema_version: Literal[1] = 1
+    request_fingerprint: str = Field(pattern=r"^[0-9a-f]{64}$")
+    dispute_id: str = Field(pattern=r"^dsp_[a-z0-9]{10,40}$")
+    outcome: DisputeOutcome
+
+
+# What can be asked of an existing payment, carried on the same topic (and key) as the
+# payment's creation, so the worker sees them in order: the merchant's capture, void and refund,
+# and the network's dispute notices.
+PaymentCommand = (
+    CaptureRequested
+    | VoidRequested
+    | RefundRequested
+    | DisputeOpenRequested
+    | DisputeResolveRequested
+)
+
+
+RiskDecision = Literal["allow", "review", "block"]
+
+
+class ShadowScore(BaseModel):
+    """The challenger model's score of a payment, scored in shadow: logged, never acted on.
+    ``score`` is None when the challenger failed, and ``error`` says why."""
+
+    model_config = _FROZEN
+    model_version: str = Field(min_length=1, max_length=32)
+    score: float | None = Field(default=None, ge=0.0, le=1.0)
+    error: str | None = Field(default=None, max_length=1000)
+
+
+class PaymentScored(_Event):
+    """Fraud scoring's verdict on a requested payment, published to ``payments.scored`` for
+    authorization: the request itself plus the champion's score, the rules that hit and the
+    decision (allow / review / block).  ``event_id`` is derived from the payment, so scoring the
+    same request again (a redelivery) yields the same event.
+
+    ``score`` and ``model_version`` are None when no champion model is deployed (rules only).
+    ``features`` are the values the rules and models read, in their units (docs/fraud.md).
+    ``shadow`` is the challenger's score: for analysts, never for the decision.
+    """
+
+    event_type: Literal["payment.scored"] = "payment.scored"
+    schema_version: Literal[1] = 1
+    request: PaymentRequested
+    decision: RiskDecision
+    # The deciding rule, "score>=block", "score>=review", or "" when nothing hit.
+    reason: str = Field(max_length=255)
+    score: float | None = Field(default=None, ge=0.0, le=1.0)
+    model_version: str | None = Field(default=None, max_length=32)
+    rule_hits: tuple[str, ...] = ()
+    ruleset_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    features: dict[str, int | float]
+    shadow: ShadowScore | None = None
+    scored_at: AwareDatetime
 
 
 class PaymentAuthorized(_Event):
@@ -223,6 +301,63 @@ LifecycleEvent = Annotated[
     | PaymentDisputeLost,
     Field(discriminator="event_type"),
 ]
+
+
+class LedgerPosted(_Event):
+    """One posting of a lifecycle event's journal entry, re-keyed by its ledger account for the
+    real-time balances (``streams.balances``).  ``event_id`` is the lifecycle event's (the
+    entry's) id; ``source_partition``/``source_offset`` name the ``payments.lifecycle`` message it
+    came from and ``posting_index`` its place in the entry, so a re-sent posting is recognised.
+    ``amount_minor`` is signed (debit positive), as in the ledger."""
+
+    event_type: Literal["ledger.posted"] = "ledger.posted"
+    schema_version: Literal[1] = 1
+    entry_kind: str = Field(min_length=1, max_length=64)
+    posting_id: str = Field(min_length=1, max_length=128)
+    account_id: str = Field(min_length=1, max_length=200)
+    amount_minor: StrictInt
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    source_partition: StrictInt = Field(ge=0)
+    source_offset: StrictInt = Field(ge=0)
+    posting_index: StrictInt = Field(ge=0)
+
+
+class _SettlementEvent(BaseModel):
+    """A settlement batch as its webhook announces it (amounts in paise).  ``event_id`` is
+    derived from the batch and the event type, so a re-sent event is deduplicated by receivers."""
+
+    model_config = _FROZEN
+    event_id: str = Field(pattern=r"^evt_st[li]_[A-Za-z0-9_.]{1,200}$")
+    batch_id: str = Field(pattern=r"^st[li]_[A-Za-z0-9_.]{1,200}$")
+    merchant_id: str = Field(min_length=1, max_length=64)
+    occurred_at: AwareDatetime
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    settlement_date: date
+    cutoff: AwareDatetime
+    instant: bool
+    status: str = Field(max_length=32)
+    captured_minor: StrictInt
+    refunds_minor: StrictInt
+    fees_minor: StrictInt
+    gst_minor: StrictInt
+    net_minor: StrictInt
+
+
+class SettlementCreated(_SettlementEvent):
+    """A settlement batch was produced at its cutoff (``status`` says whether it pays out, was
+    carried forward or is held)."""
+
+    event_type: Literal["settlement.created"] = "settlement.created"
+    schema_version: Literal[1] = 1
+
+
+class SettlementPaid(_SettlementEvent):
+    """The bank paid the batch's payout of ``amount_minor`` under ``utr``."""
+
+    event_type: Literal["settlement.paid"] = "settlement.paid"
+    schema_version: Literal[1] = 1
+    amount_minor: StrictInt = Field(gt=0)
+    utr: str = Field(pattern=r"^[A-Z]{4}[NR][A-Z0-9][0-9]{16}$")
 
 
 class DeadLetter(BaseModel):

@@ -19,6 +19,9 @@ from models.events import (
     CaptureRequested,
     DeadLetter,
     DecodeError,
+    DisputeOpenRequested,
+    DisputeResolveRequested,
+    LedgerPosted,
     PaymentActionCompleted,
     PaymentActionRequired,
     PaymentAuthorizationReleased,
@@ -32,8 +35,11 @@ from models.events import (
     PaymentFailed,
     PaymentRefunded,
     PaymentRequested,
+    PaymentScored,
     PaymentVoided,
     RefundRequested,
+    SettlementCreated,
+    SettlementPaid,
     VoidRequested,
 )
 
@@ -112,8 +118,36 @@ PAYMENTS_REQUESTED = TopicSpec(
     name="payments.requested",
     partitions=6,
     key="payment_id",
-    schemas=(PaymentRequested, CaptureRequested, VoidRequested, RefundRequested),
-    consumers=("streams.decisions.consume", "warehouse.sinks.rows.rows_for"),
+    schemas=(
+        PaymentRequested,
+        CaptureRequested,
+        VoidRequested,
+        RefundRequested,
+        DisputeOpenRequested,
+        DisputeResolveRequested,
+    ),
+    # Fraud scoring reads it (and passes commands on to payments.scored); authorization reads
+    # payments.scored.  The warehouse sink still records every request from here.
+    consumers=("streams.scoring.score_request", "warehouse.sinks.rows.rows_for"),
+    config={"retention.ms": _RETENTION_7D_MS, "min.insync.replicas": "1"},
+)
+
+# Scored payments and the merchants' commands, in the order fraud scoring read them from
+# payments.requested (same key, same partition count), so a payment's creation still precedes
+# its commands.  The payments agent (authorization, ledger) consumes it.
+PAYMENTS_SCORED = TopicSpec(
+    name="payments.scored",
+    partitions=6,
+    key="payment_id",
+    schemas=(
+        PaymentScored,
+        CaptureRequested,
+        VoidRequested,
+        RefundRequested,
+        DisputeOpenRequested,
+        DisputeResolveRequested,
+    ),
+    consumers=("streams.scoring.authorization_plan", "warehouse.sinks.rows.rows_for"),
     config={"retention.ms": _RETENTION_7D_MS, "min.insync.replicas": "1"},
 )
 
@@ -150,4 +184,34 @@ PAYMENTS_DEADLETTER = TopicSpec(
     config={"retention.ms": str(30 * 24 * 3600 * 1000)},
 )
 
-TOPICS: tuple[TopicSpec, ...] = (PAYMENTS_REQUESTED, PAYMENTS_LIFECYCLE, PAYMENTS_DEADLETTER)
+# The postings of every lifecycle event's journal entry, keyed by ledger account: the one
+# repartition hop from payments.lifecycle (keyed by payment) to the real-time balances and the
+# live settlement view (keyed by account).  Same partition count as the lifecycle topic.
+LEDGER_POSTINGS = TopicSpec(
+    name="ledger.postings",
+    partitions=6,
+    key="account_id",
+    schemas=(LedgerPosted,),
+    consumers=("streams.balances.posting_delta",),
+    config={"retention.ms": _RETENTION_7D_MS, "min.insync.replicas": "1"},
+)
+
+# Settlement batches produced and paid, for merchants' webhooks; keyed by merchant so one
+# merchant's events stay in order.
+SETTLEMENT_EVENTS = TopicSpec(
+    name="settlement.events",
+    partitions=3,
+    key="merchant_id",
+    schemas=(SettlementCreated, SettlementPaid),
+    consumers=(),
+    config={"retention.ms": _RETENTION_7D_MS, "min.insync.replicas": "1"},
+)
+
+TOPICS: tuple[TopicSpec, ...] = (
+    PAYMENTS_REQUESTED,
+    PAYMENTS_LIFECYCLE,
+    PAYMENTS_DEADLETTER,
+    PAYMENTS_SCORED,
+    LEDGER_POSTINGS,
+    SETTLEMENT_EVENTS,
+)

@@ -16,6 +16,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
         store="memory://",
         producer_acks=-1,
         broker_commit_interval=settings.commit_interval_s,
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
         consumer_auto_offset_reset="earliest",
         web_enabled=False,
         web_port=settings.web_port,
@@ -24,9 +26,22 @@ def create_app(settings: WorkerSettings) -> faust.App:
         topic_allow_declare=True,
     )
     # Imported here because the agents' module needs ``raw_topic`` from this one.
-    from streams import payments  # noqa: PLC0415
+    from streams import payments, scoring  # noqa: PLC0415
 
     payments.install(app, settings)
+    scoring.install(app, settings)
+    from streams.webhooks import agent as webhooks  # noqa: PLC0415
+
+    webhooks.install(app, settings)
+    from streams.notifications import agent as notifications  # noqa: PLC0415
+
+    notifications.install(app, settings)
+    from streams import balances  # noqa: PLC0415
+
+    balances.install(app, settings)
+    from streams import wallet_expiry  # noqa: PLC0415
+
+    wallet_expiry.install(app, settings)
     return app
 
 
