@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -29,7 +28,15 @@ from api.commands import (
 )
 from api.context import AUTH_HEADER, Services, authenticate
 from api.disputes import router as disputes_router
-from api.idempotency import Claimed, Completed, IdempotencyStore, InFlight, StoredResponse
+from api.idempotency import (
+    Claimed,
+    Completed,
+    IdempotencyStore,
+    InFlight,
+    StoredResponse,
+    check_idempotency_key,
+    stored_json,
+)
 from api.live import router as live_router
 from api.notifications import router as notifications_router
 from api.problems import Problem, handle_problem, handle_unexpected
@@ -53,6 +60,7 @@ from models.events import PaymentRequested, encode
 from models.ids import IDEMPOTENCY_KEY_LEN_MAX, new_event_id, payment_id_for
 from models.money import Money
 from models.topics import PAYMENTS_REQUESTED
+from warehouse.fraud_store import review_is_open
 from warehouse.payments import get_payment
 
 log = logging.getLogger("rizzpay.api")
@@ -111,10 +119,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def create_payment(request: Request) -> Response:
         services: Services = request.app.state.services
         merchant_id = await authenticate(request)
-        key = _check_idempotency_key(request.headers.get("idempotency-key"))
+        key = check_idempotency_key(request.headers.get("idempotency-key"))
         body = parse_payment_create(await request.body())
         stored, replayed = await accept_payment(services, merchant_id, key, body)
-        return _json(stored, replayed)
+        return stored_json(stored, replayed=replayed)
 
     for route, model in (
         ("capture", CaptureCreate),
@@ -197,12 +205,21 @@ def _command_endpoint(
     async def endpoint(payment_id: str, request: Request) -> Response:
         services: Services = request.app.state.services
         merchant_id = await authenticate(request)
-        key = _check_idempotency_key(request.headers.get("idempotency-key"))
+        key = check_idempotency_key(request.headers.get("idempotency-key"))
         body = parse_body(await request.body(), model, empty_ok=True)
         fingerprint = command_fingerprint(route, payment_id, body)
+        body_is_capture = isinstance(body, CaptureCreate)
 
         async def prepare() -> Accepted | StoredResponse:
             state = await load_state(services.pool, merchant_id, payment_id)
+            if body_is_capture and await review_is_open(services.pool, payment_id):
+                # Fraud scoring held it: only the analyst's approval captures it.
+                raise Problem(
+                    409,
+                    "payment_under_review",
+                    "The payment is held for fraud review",
+                    "An analyst must approve it before it can be captured; void it to cancel",
+                )
             event, view = build_command(state, body, merchant_id, key, fingerprint)
             if check_against_state(state, event):
                 return StoredResponse(202, view)
@@ -211,31 +228,9 @@ def _command_endpoint(
         stored, replayed = await accept_idempotently(
             services, merchant_id, key, fingerprint, prepare
         )
-        return _json(stored, replayed)
+        return stored_json(stored, replayed=replayed)
 
     return endpoint
-
-
-def _json(stored: StoredResponse, replayed: bool) -> Response:
-    return Response(
-        orjson.dumps(stored.body),
-        status_code=stored.status,
-        media_type="application/json",
-        headers={"Idempotent-Replayed": "true"} if replayed else {},
-    )
-
-
-def _check_idempotency_key(key: str | None) -> str:
-    if key is None or not key.strip():
-        raise Problem(400, "missing_idempotency_key", "Idempotency-Key header required")
-    if len(key) > IDEMPOTENCY_KEY_LEN_MAX or not key.isprintable():
-        raise Problem(
-            400,
-            "invalid_idempotency_key",
-            "Idempotency-Key is invalid",
-            f"at most {IDEMPOTENCY_KEY_LEN_MAX} printable characters",
-        )
-    return key
 
 
 def _reused_key() -> Problem:

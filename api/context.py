@@ -35,19 +35,22 @@ AUTH_HEADER = {
 }
 
 
-async def authenticate(request: Request) -> str:
-    """The merchant named by a ``Bearer`` API key, or a 401 problem."""
-    services: Services = request.app.state.services
-    authorization = request.headers.get("authorization")
+def bearer_token(authorization: str | None, *, what: str) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header, or a 401 problem naming
+    ``what`` is expected (``"API key"``, ``"analyst token"``)."""
     if not authorization or not authorization.startswith("Bearer "):
         raise Problem(
             401,
             "unauthenticated",
-            "API key required",
-            "Send 'Authorization: Bearer <api key>'",
+            f"{what[0].upper()}{what[1:]} required",
+            f"Send 'Authorization: Bearer <{what}>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    api_key = authorization.removeprefix("Bearer ").strip()
+    return authorization.removeprefix("Bearer ").strip()
+
+
+async def merchant_for_api_key(services: Services, api_key: str) -> str:
+    """The merchant owning ``api_key`` (cached for ``api_key_cache_ttl_s``), or a 401 problem."""
     now = time.monotonic()
     cached = services.key_cache.get(api_key)
     if cached and cached[1] > now:
@@ -59,3 +62,10 @@ async def authenticate(request: Request) -> str:
         )
     services.key_cache[api_key] = (merchant_id, now + services.settings.api_key_cache_ttl_s)
     return merchant_id
+
+
+async def authenticate(request: Request) -> str:
+    """The merchant named by a ``Bearer`` API key, or a 401 problem."""
+    services: Services = request.app.state.services
+    api_key = bearer_token(request.headers.get("authorization"), what="API key")
+    return await merchant_for_api_key(services, api_key)

@@ -30,7 +30,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.commands import check_against_state, load_state
 from api.context import AUTH_HEADER, Services, authenticate
-from api.idempotency import StoredResponse
+from api.idempotency import StoredResponse, check_idempotency_key, stored_json
 from api.problems import Problem
 from api.schemas import fingerprint_of, parse_body
 from models.events import DisputeOpenRequested, DisputeResolveRequested, PaymentCommand
@@ -114,25 +114,11 @@ def _authenticate_operator(request: Request) -> None:
 
 
 def _idempotency_key(request: Request) -> str:
-    key = request.headers.get("idempotency-key")
-    if key is None or not key.strip():
-        raise Problem(400, "missing_idempotency_key", "Idempotency-Key header required")
-    if len(key) > IDEMPOTENCY_KEY_LEN_MAX or not key.isprintable():
-        raise Problem(400, "invalid_idempotency_key", "Idempotency-Key is invalid")
-    return key
+    return check_idempotency_key(request.headers.get("idempotency-key"))
 
 
 #: ``(payment state, merchant id, fingerprint) -> (command event, 202 view)``.
 NoticeBuilder = Callable[[PaymentState, str, str], tuple[PaymentCommand, dict[str, Any]]]
-
-
-def _json(stored: StoredResponse, replayed: bool) -> Response:
-    return Response(
-        orjson.dumps(stored.body),
-        status_code=stored.status,
-        media_type="application/json",
-        headers={"Idempotent-Replayed": "true"} if replayed else {},
-    )
 
 
 async def _accept_notice(
@@ -166,7 +152,7 @@ async def _accept_notice(
     stored, replayed = await accept_idempotently(
         services, _OPERATOR_SCOPE + merchant_id, key, fingerprint, prepare
     )
-    return _json(stored, replayed)
+    return stored_json(stored, replayed=replayed)
 
 
 @router.post(

@@ -17,12 +17,40 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from fastapi.responses import Response
+
+from api.problems import Problem
+from models.ids import IDEMPOTENCY_KEY_LEN_MAX
 
 
 @dataclass(frozen=True)
 class StoredResponse:
     status: int
     body: dict[str, Any]
+
+
+def check_idempotency_key(key: str | None) -> str:
+    """The request's Idempotency-Key, or a 400 problem when it is missing or malformed."""
+    if key is None or not key.strip():
+        raise Problem(400, "missing_idempotency_key", "Idempotency-Key header required")
+    if len(key) > IDEMPOTENCY_KEY_LEN_MAX or not key.isprintable():
+        raise Problem(
+            400,
+            "invalid_idempotency_key",
+            "Idempotency-Key is invalid",
+            f"at most {IDEMPOTENCY_KEY_LEN_MAX} printable characters",
+        )
+    return key
+
+
+def stored_json(stored: StoredResponse, *, replayed: bool) -> Response:
+    """The HTTP answer of a stored response; a replay says so in ``Idempotent-Replayed``."""
+    return Response(
+        orjson.dumps(stored.body),
+        status_code=stored.status,
+        media_type="application/json",
+        headers={"Idempotent-Replayed": "true"} if replayed else {},
+    )
 
 
 @dataclass(frozen=True)

@@ -44,11 +44,10 @@ from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from api.context import Services
+from api.context import Services, bearer_token, merchant_for_api_key
 from api.problems import Problem, problem_response
 from models.events import DecodeError
 from models.topics import PAYMENTS_LIFECYCLE
-from warehouse.merchants import merchant_for_key
 
 log = logging.getLogger("rizzpay.api.live")
 router = APIRouter(tags=["live"])
@@ -133,19 +132,8 @@ def _connections(websocket: WebSocket) -> LiveConnections:
 
 async def _merchant(websocket: WebSocket, services: Services) -> str:
     """The merchant named by the ``Bearer`` API key, or a 401 problem (same cache as HTTP)."""
-    authorization = websocket.headers.get("authorization", "")
-    if not authorization.startswith("Bearer "):
-        raise Problem(401, "unauthenticated", "API key required", "Send 'Authorization: Bearer'")
-    api_key = authorization.removeprefix("Bearer ").strip()
-    now = time.monotonic()
-    cached = services.key_cache.get(api_key)
-    if cached and cached[1] > now:
-        return cached[0]
-    merchant_id = await merchant_for_key(services.pool, api_key)
-    if merchant_id is None:
-        raise Problem(401, "invalid_api_key", "API key not recognised")
-    services.key_cache[api_key] = (merchant_id, now + services.settings.api_key_cache_ttl_s)
-    return merchant_id
+    api_key = bearer_token(websocket.headers.get("authorization"), what="API key")
+    return await merchant_for_api_key(services, api_key)
 
 
 async def _deny(websocket: WebSocket, problem: Problem) -> None:

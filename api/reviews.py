@@ -29,7 +29,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from api.commands import build_command, check_against_state, load_state
-from api.context import Services
+from api.context import Services, bearer_token
 from api.problems import Problem
 from api.publisher import BrokerUnavailable
 from api.schemas import CaptureCreate, VoidCreate, fingerprint_of, parse_body
@@ -74,16 +74,8 @@ class LabelCreate(BaseModel):
 async def authenticate_analyst(request: Request) -> str:
     """The analyst named by a ``Bearer`` analyst token, or a 401 problem."""
     services: Services = request.app.state.services
-    authorization = request.headers.get("authorization")
-    if not authorization or not authorization.startswith("Bearer "):
-        raise Problem(
-            401,
-            "unauthenticated",
-            "Analyst token required",
-            "Send 'Authorization: Bearer <analyst token>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    analyst = await analyst_for_token(services.pool, authorization.removeprefix("Bearer ").strip())
+    token = bearer_token(request.headers.get("authorization"), what="analyst token")
+    analyst = await analyst_for_token(services.pool, token)
     if analyst is None:
         raise Problem(
             401,

@@ -27,14 +27,20 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.exceptions import RedisError
 
 from api.context import AUTH_HEADER, Services, authenticate
-from api.idempotency import Claimed, Completed, InFlight, StoredResponse
+from api.idempotency import (
+    Claimed,
+    Completed,
+    InFlight,
+    StoredResponse,
+    check_idempotency_key,
+    stored_json,
+)
 from api.problems import Problem
 from api.schemas import fingerprint_of, parse_body
 from models.ids import IDEMPOTENCY_KEY_LEN_MAX
@@ -212,19 +218,6 @@ def _not_found(wallet_id: str) -> Problem:
     return Problem(404, "wallet_not_found", "No such wallet", f"wallet {wallet_id} not found")
 
 
-def _check_key(key: str | None) -> str:
-    if key is None or not key.strip():
-        raise Problem(400, "missing_idempotency_key", "Idempotency-Key header required")
-    if len(key) > IDEMPOTENCY_KEY_LEN_MAX or not key.isprintable():
-        raise Problem(
-            400,
-            "invalid_idempotency_key",
-            "Idempotency-Key is invalid",
-            f"at most {IDEMPOTENCY_KEY_LEN_MAX} printable characters",
-        )
-    return key
-
-
 def wallet_problem(exc: WalletError) -> Problem:
     """The problem+json a refused wallet operation answers with (its stable code)."""
     return Problem(
@@ -302,7 +295,7 @@ async def _idempotent(
     """Run ``run(op_id)`` once per (merchant, Idempotency-Key) and answer its response (or the
     stored one for a replay).  Problems raised by ``run`` free the key."""
     services: Services = request.app.state.services
-    key = _check_key(request.headers.get("idempotency-key"))
+    key = check_idempotency_key(request.headers.get("idempotency-key"))
     store = services.idempotency
     try:
         claim = await store.claim(merchant_id, key, fingerprint)
@@ -324,7 +317,7 @@ async def _idempotent(
             headers={"Retry-After": "1"},
         )
     if isinstance(claim, Completed):
-        return _json(claim.response, replayed=True)
+        return stored_json(claim.response, replayed=True)
     try:
         stored = await run(operation_id(merchant_id, key))
     except BaseException:
@@ -337,16 +330,7 @@ async def _idempotent(
         await store.complete(merchant_id, key, fingerprint, stored)
     except RedisError:
         log.warning("could not store idempotent response for %s", merchant_id)
-    return _json(stored, replayed=False)
-
-
-def _json(stored: StoredResponse, *, replayed: bool) -> Response:
-    return Response(
-        orjson.dumps(stored.body),
-        status_code=stored.status,
-        media_type="application/json",
-        headers={"Idempotent-Replayed": "true"} if replayed else {},
-    )
+    return stored_json(stored, replayed=False)
 
 
 async def _execute(services: Services, op: Operation) -> wallet_store.OperationResult:

@@ -3,7 +3,11 @@ by the worker entry point (and by tests) with settings read once there."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+
 import faust
+from faust.streams import Stream
+from faust.types import EventT
 
 from models.topics import TopicSpec
 from streams.settings import WorkerSettings
@@ -56,3 +60,30 @@ def raw_topic(app: faust.App, spec: TopicSpec, prefix: str) -> faust.TopicT:
         value_serializer="raw",
         partitions=spec.partitions,
     )
+
+
+BatchHandler = Callable[[Sequence[EventT[bytes]]], Awaitable[object]]
+
+
+def batch_agent(
+    app: faust.App,
+    topic: faust.TopicT,
+    *,
+    name: str,
+    batch_size_max: int,
+    batch_wait_s: float,
+    handle: BatchHandler,
+) -> None:
+    """Register an agent named ``name`` that feeds ``topic`` to ``handle`` in batches of up to
+    ``batch_size_max`` messages (or what arrived within ``batch_wait_s``).
+
+    Concurrency is 1: with more, Faust can commit an offset past a batch still in flight
+    (faust-streaming #606) and a crash would lose it.  ``handle`` must retry what fails
+    transiently itself: Faust acknowledges a batch whose handler raised."""
+
+    async def consume(stream: faust.StreamT[bytes]) -> None:
+        assert isinstance(stream, Stream)  # StreamT's hints lack take_events
+        async for events in stream.take_events(batch_size_max, within=batch_wait_s):
+            await handle(events)
+
+    app.agent(topic, name=name, concurrency=1)(consume)

@@ -61,15 +61,16 @@ import asyncpg
 import faust
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from faust.streams import Stream, _current_event
+from faust.streams import _current_event
 from faust.types import EventT
 from pydantic import BaseModel
 
-from models.events import DeadLetter, DecodeError, LedgerPosted, encode
+from models.events import DecodeError, LedgerPosted, encode
 from models.topics import LEDGER_POSTINGS, PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE
-from streams.app import raw_topic
+from streams.app import batch_agent, raw_topic
+from streams.deadletters import dead_letter_key, dead_letter_of
 from streams.ledger import JournalEntry, account_owner_kind, entry_for
-from streams.retry import retry_transient
+from streams.retry import LazyPool, retry_transient
 from streams.settings import WorkerSettings
 from streams.settlement import IST, SETTLED_KINDS, Totals, add_totals, posting_totals
 from warehouse.balances_store import LiveRow, posted_entries, upsert_live_rows
@@ -443,20 +444,18 @@ class BalancesProcessor:
             # WindowWrapper.relative_to takes a callable; its stub only lists the variants.
             .relative_to(_event_window_timestamp)
         )
-        self._pool: asyncpg.Pool | None = None
+
+        self._pg = LazyPool(
+            self.settings.pg_dsn,
+            max_size=2,
+            backoff_s_max=self.settings.retry_backoff_s_max,
+        )
 
     async def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            self._pool = await retry_transient(
-                lambda: asyncpg.create_pool(self.settings.pg_dsn, min_size=1, max_size=2),
-                backoff_s_max=self.settings.retry_backoff_s_max,
-                what="connecting to PostgreSQL",
-            )
-        return self._pool
+        return await self._pg.get()
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        await self._pg.close()
 
     # -- route_postings ------------------------------------------------------------------------
 
@@ -547,24 +546,9 @@ class BalancesProcessor:
     async def _dead_letter(
         self, event: Event, code: str, reason: str, consumer: str
     ) -> Awaitable[Any]:
-        message = event.message
-        key = message.key
-        letter = DeadLetter(
-            source_topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
-            value=bytes(message.value or b"").decode("utf-8", "replace"),
-            error_code=code,
-            reason=reason,
-            consumer=consumer,
-            failed_at=datetime.now(UTC),
-        )
+        letter = dead_letter_of(event, code, reason, consumer=consumer, failed_at=datetime.now(UTC))
         log.warning("dead-lettering %s: %s", code, reason)
-        return await self.deadletter.send(
-            key=f"{message.topic}/{message.partition}/{message.offset}".encode(),
-            value=encode(letter),
-        )
+        return await self.deadletter.send(key=dead_letter_key(letter), value=encode(letter))
 
     # -- apply_postings ------------------------------------------------------------------------
 
@@ -700,22 +684,29 @@ def install(app: faust.App, settings: WorkerSettings) -> BalancesProcessor:
     """Register the two balance agents and their tables on ``app``."""
     processor = BalancesProcessor(app, settings)
 
-    # Concurrency 1: these agents move (the record of) money; see faust-streaming #606.
-    @app.agent(processor.lifecycle, name=ROUTE_CONSUMER, concurrency=1)
-    async def route_postings(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, Stream)
-        async for events in stream.take_events(
-            settings.batch_size_max, within=settings.batch_wait_s
-        ):
-            await processor.route(events)
+    async def route_postings(events: Sequence[Event]) -> None:
+        await processor.route(events)
 
-    @app.agent(processor.postings, name=APPLY_CONSUMER, concurrency=1)
-    async def apply_postings(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, Stream)
-        async for events in stream.take_events(
-            settings.batch_size_max, within=settings.batch_wait_s
-        ):
-            await processor.apply(events)
+    batch_agent(
+        app,
+        processor.lifecycle,
+        name=ROUTE_CONSUMER,
+        batch_size_max=settings.batch_size_max,
+        batch_wait_s=settings.batch_wait_s,
+        handle=route_postings,
+    )
+
+    async def apply_postings(events: Sequence[Event]) -> None:
+        await processor.apply(events)
+
+    batch_agent(
+        app,
+        processor.postings,
+        name=APPLY_CONSUMER,
+        batch_size_max=settings.batch_size_max,
+        batch_wait_s=settings.batch_wait_s,
+        handle=apply_postings,
+    )
 
     return processor
 

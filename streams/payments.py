@@ -20,7 +20,6 @@ from typing import Any, Protocol, TypeVar, cast
 
 import asyncpg
 import faust
-from faust.streams import Stream
 from faust.types import EventT
 
 from models.events import (
@@ -34,15 +33,16 @@ from models.events import (
 )
 from models.methods import MethodType
 from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_SCORED
-from streams.app import raw_topic
+from streams.app import batch_agent, raw_topic
 from streams.authorizer import ConnectorAuthorizer, ConnectorAuthorizerConfig
 from streams.connectors.cards import SandboxCardVault
 from streams.connectors.settings import build_connectors
+from streams.deadletters import dead_letter_key, dead_letter_of
 from streams.decisions import Applied, Decided, Outcome, decide, rules_verdict, stored_decision
 from streams.fees import CardNetwork
 from streams.ledger import FeeTerms
 from streams.lifecycle import IllegalTransition, PaymentState
-from streams.retry import retry_transient
+from streams.retry import LazyPool, retry_transient
 from streams.scoring import ScoredRequest, risk_verdict, scored_request
 from streams.settings import WorkerSettings
 from warehouse.payments import (
@@ -77,16 +77,10 @@ class Rejected:
 
 
 def dead_letter_for(rejected: Rejected, *, failed_at: datetime) -> DeadLetter:
-    message = rejected.event.message
-    key = message.key
-    return DeadLetter(
-        source_topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
-        value=bytes(message.value or b"").decode("utf-8", "replace"),
-        error_code=rejected.code,
-        reason=rejected.reason,
+    return dead_letter_of(
+        rejected.event,
+        rejected.code,
+        rejected.reason,
         consumer=CONSUMER_NAME,
         failed_at=failed_at,
     )
@@ -197,7 +191,11 @@ class PaymentsProcessor:
         self, app: faust.App, settings: WorkerSettings, authorizer: Authorizer | None = None
     ) -> None:
         self.settings = settings
-        self._pool: asyncpg.Pool | None = None
+        self._pg = LazyPool(
+            self.settings.pg_dsn,
+            max_size=self.settings.pg_pool_size_max,
+            backoff_s_max=self.settings.retry_backoff_s_max,
+        )
         self.authorizer: Authorizer = authorizer or self._default_authorizer(settings)
         prefix = settings.topic_prefix
         self.lifecycle = raw_topic(app, PAYMENTS_LIFECYCLE, prefix)
@@ -220,20 +218,11 @@ class PaymentsProcessor:
         return ConnectorAuthorizer(connectors, self.pool, config)
 
     async def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            self._pool = await retry_transient(
-                lambda: asyncpg.create_pool(
-                    self.settings.pg_dsn, min_size=1, max_size=self.settings.pg_pool_size_max
-                ),
-                backoff_s_max=self.settings.retry_backoff_s_max,
-                what="connecting to PostgreSQL",
-            )
-        return self._pool
+        return await self._pg.get()
 
     async def close(self) -> None:
         await self.authorizer.aclose()
-        if self._pool is not None:
-            await self._pool.close()
+        await self._pg.close()
 
     async def _apply(self, batch: list[Decided]) -> BatchResult:
         pool = await self.pool()
@@ -444,7 +433,7 @@ class PaymentsProcessor:
             log.warning("dead-lettering %s: %s", letter.error_code, letter.reason)
             pending.append(
                 await self.deadletter.send(
-                    key=f"{letter.source_topic}/{letter.partition}/{letter.offset}".encode(),
+                    key=dead_letter_key(letter),
                     value=encode(letter),
                 )
             )
@@ -458,18 +447,22 @@ def install(app: faust.App, settings: WorkerSettings) -> PaymentsProcessor:
     # Fraud scoring (streams/scoring.py) sits between the intake and this agent.
     scored = raw_topic(app, PAYMENTS_SCORED, settings.topic_prefix)
 
-    @app.agent(scored, name=CONSUMER_NAME, concurrency=1)
-    async def authorize_and_post(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, Stream)  # StreamT's hints lack take_events
-        async for events in stream.take_events(
-            settings.batch_size_max, within=settings.batch_wait_s
-        ):
-            result = await processor.handle(events)
-            log.debug(
-                "batch: %d recorded, %d replayed, %d conflicts",
-                len(result.recorded),
-                len(result.replayed),
-                len(result.conflicts),
-            )
+    async def authorize_and_post(events: Sequence[Event]) -> None:
+        result = await processor.handle(events)
+        log.debug(
+            "batch: %d recorded, %d replayed, %d conflicts",
+            len(result.recorded),
+            len(result.replayed),
+            len(result.conflicts),
+        )
+
+    batch_agent(
+        app,
+        scored,
+        name=CONSUMER_NAME,
+        batch_size_max=settings.batch_size_max,
+        batch_wait_s=settings.batch_wait_s,
+        handle=authorize_and_post,
+    )
 
     return processor

@@ -48,3 +48,29 @@ async def retry_transient(
             log.warning("%s failed transiently (%s); retrying in %.1fs", what, exc, delay_s)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, backoff_s_max)
+
+
+class LazyPool:
+    """A PostgreSQL pool opened on first use, retried while the database is unreachable: an
+    agent's first batch waits for PostgreSQL instead of failing (and being acknowledged)
+    without it."""
+
+    def __init__(self, dsn: str, *, max_size: int, backoff_s_max: float) -> None:
+        self._dsn = dsn
+        self._max_size = max_size
+        self._backoff_s_max = backoff_s_max
+        self._pool: asyncpg.Pool | None = None
+
+    async def get(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await retry_transient(
+                lambda: asyncpg.create_pool(self._dsn, min_size=1, max_size=self._max_size),
+                backoff_s_max=self._backoff_s_max,
+                what="connecting to PostgreSQL",
+            )
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None

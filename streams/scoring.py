@@ -42,7 +42,6 @@ from typing import Any
 
 import asyncpg
 import faust
-from faust.streams import Stream
 from faust.types import EventT
 
 from fraud.registry import ModelRegistry, RegistryError
@@ -67,7 +66,8 @@ from models.events import (
 )
 from models.ids import derived_event_id
 from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_REQUESTED, PAYMENTS_SCORED
-from streams.app import raw_topic
+from streams.app import batch_agent, raw_topic
+from streams.deadletters import dead_letter_key, dead_letter_of
 from streams.decisions import (
     CommandPlan,
     Decided,
@@ -77,7 +77,7 @@ from streams.decisions import (
     to_lifecycle_command,
 )
 from streams.lifecycle import Decline
-from streams.retry import retry_transient
+from streams.retry import LazyPool, retry_transient
 from streams.settings import WorkerSettings
 from warehouse.fraud_store import (
     ScoreRow,
@@ -227,22 +227,19 @@ class ScoringProcessor:
         self._models_checked_at = -MODELS_CHECK_INTERVAL_S
         self._state: FeatureState | None = None
         self._label_revision = 0
-        self._pool: asyncpg.Pool | None = None
+        self._pg = LazyPool(
+            self.settings.pg_dsn,
+            max_size=2,
+            backoff_s_max=self.settings.retry_backoff_s_max,
+        )
         if self.rules is None:
             log.warning("no fraud rule set (RIZZPAY_FRAUD_RULES): every payment is allowed")
 
     async def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            self._pool = await retry_transient(
-                lambda: asyncpg.create_pool(self.settings.pg_dsn, min_size=1, max_size=2),
-                backoff_s_max=self.settings.retry_backoff_s_max,
-                what="connecting to PostgreSQL",
-            )
-        return self._pool
+        return await self._pg.get()
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        await self._pg.close()
 
     def rule_set(self) -> RuleSet:
         return NO_RULES if self.rules is None else self.rules.get()
@@ -361,7 +358,7 @@ class ScoringProcessor:
             log.warning("dead-lettering %s: %s", code, reason)
             pending.append(
                 await self.deadletter.send(
-                    key=f"{letter.source_topic}/{letter.partition}/{letter.offset}".encode(),
+                    key=dead_letter_key(letter),
                     value=encode(letter),
                 )
             )
@@ -425,19 +422,7 @@ class ScoringProcessor:
 
 
 def _dead_letter(event: Event, code: str, reason: str, failed_at: datetime) -> DeadLetter:
-    message = event.message
-    key = message.key
-    return DeadLetter(
-        source_topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
-        value=bytes(message.value or b"").decode("utf-8", "replace"),
-        error_code=code,
-        reason=reason,
-        consumer=CONSUMER_NAME,
-        failed_at=failed_at,
-    )
+    return dead_letter_of(event, code, reason, consumer=CONSUMER_NAME, failed_at=failed_at)
 
 
 def install(app: faust.App, settings: WorkerSettings) -> ScoringProcessor:
@@ -445,13 +430,17 @@ def install(app: faust.App, settings: WorkerSettings) -> ScoringProcessor:
     processor = ScoringProcessor(app, settings)
     requested = raw_topic(app, PAYMENTS_REQUESTED, settings.topic_prefix)
 
-    @app.agent(requested, name=CONSUMER_NAME, concurrency=1)
-    async def score_payments(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, Stream)  # StreamT's hints lack take_events
-        async for events in stream.take_events(
-            settings.batch_size_max, within=settings.batch_wait_s
-        ):
-            scored = await processor.handle(events)
-            log.debug("scoring batch: %d messages, %d scored", len(events), scored)
+    async def score_payments(events: Sequence[Event]) -> None:
+        scored = await processor.handle(events)
+        log.debug("scoring batch: %d messages, %d scored", len(events), scored)
+
+    batch_agent(
+        app,
+        requested,
+        name=CONSUMER_NAME,
+        batch_size_max=settings.batch_size_max,
+        batch_wait_s=settings.batch_wait_s,
+        handle=score_payments,
+    )
 
     return processor

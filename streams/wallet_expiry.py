@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import asyncpg
 import faust
 
-from streams.retry import retry_transient
+from streams.retry import LazyPool
 from streams.settings import WorkerSettings
 from warehouse.wallet_store import expire_holds
 
@@ -32,16 +32,15 @@ class HoldSweeper:
 
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
-        self._pool: asyncpg.Pool | None = None
+
+        self._pg = LazyPool(
+            self.settings.pg_dsn,
+            max_size=1,
+            backoff_s_max=self.settings.retry_backoff_s_max,
+        )
 
     async def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            self._pool = await retry_transient(
-                lambda: asyncpg.create_pool(self.settings.pg_dsn, min_size=1, max_size=1),
-                backoff_s_max=self.settings.retry_backoff_s_max,
-                what="connecting to PostgreSQL",
-            )
-        return self._pool
+        return await self._pg.get()
 
     async def sweep(self, now: datetime) -> int:
         """Release every pending hold due at ``now``; returns how many were released."""
@@ -51,8 +50,7 @@ class HoldSweeper:
         return len(done)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        await self._pg.close()
 
 
 def install(app: faust.App, settings: WorkerSettings) -> HoldSweeper:

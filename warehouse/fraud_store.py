@@ -215,6 +215,14 @@ async def get_review(pool: asyncpg.Pool, payment_id: str) -> asyncpg.Record | No
     return row
 
 
+async def review_is_open(pool: asyncpg.Pool, payment_id: str) -> bool:
+    """Whether an analyst still has to decide ``payment_id``."""
+    found = await pool.fetchval(
+        "SELECT 1 FROM fraud_reviews WHERE payment_id = $1 AND status = 'open'", payment_id
+    )
+    return found is not None
+
+
 async def close_review(
     pool: asyncpg.Pool, payment_id: str, status: str, analyst_id: str, note: str | None
 ) -> bool:

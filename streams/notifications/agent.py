@@ -27,7 +27,6 @@ from typing import Final
 import asyncpg
 import faust
 import httpx
-from faust.streams import Stream
 
 from models.events import (
     DecodeError,
@@ -40,7 +39,8 @@ from models.events import (
     encode,
 )
 from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
-from streams.app import raw_topic
+from streams.app import batch_agent, raw_topic
+from streams.deadletters import dead_letter_key
 from streams.notifications.messages import Notification, PaymentInfo, notifications_for
 from streams.notifications.providers import Sender, SendError, senders_for
 from streams.notifications.settings import NotificationSettings
@@ -51,7 +51,7 @@ from streams.notifications.store import (
     payment_info,
     record_payments,
 )
-from streams.retry import retry_transient
+from streams.retry import LazyPool, retry_transient
 from streams.settings import WorkerSettings
 from streams.webhooks.agent import (
     Event,
@@ -89,22 +89,19 @@ class NotificationProcessor:
         self.http = httpx.AsyncClient(trust_env=False, timeout=notifications.timeout_s)
         self.senders = senders if senders is not None else senders_for(notifications, self.http)
         self.deadletter = deadletter
-        self._pool: asyncpg.Pool | None = None
+        self._pg = LazyPool(
+            self.settings.pg_dsn,
+            max_size=4,
+            backoff_s_max=self.settings.retry_backoff_s_max,
+        )
         self._parallel = asyncio.Semaphore(PARALLEL_SENDS_MAX)
 
     async def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            self._pool = await retry_transient(
-                lambda: asyncpg.create_pool(self.settings.pg_dsn, min_size=1, max_size=4),
-                backoff_s_max=self.settings.retry_backoff_s_max,
-                what="connecting to PostgreSQL",
-            )
-        return self._pool
+        return await self._pg.get()
 
     async def close(self) -> None:
         await self.http.aclose()
-        if self._pool is not None:
-            await self._pool.close()
+        await self._pg.close()
 
     async def record(self, requests: Sequence[PaymentRequested]) -> None:
         """Remember the customers of requested payments."""
@@ -221,7 +218,7 @@ class NotificationProcessor:
             )
             log.warning("dead-lettering %s: %s", code, reason)
             await self.deadletter.send(
-                key=f"{letter.source_topic}/{letter.partition}/{letter.offset}".encode(),
+                key=dead_letter_key(letter),
                 value=encode(letter),
             )
 
@@ -253,33 +250,41 @@ def install(app: faust.App, settings: WorkerSettings) -> NotificationProcessor |
     requested = raw_topic(app, PAYMENTS_REQUESTED, settings.topic_prefix)
     lifecycle = raw_topic(app, PAYMENTS_LIFECYCLE, settings.topic_prefix)
 
-    @app.agent(requested, name=PAYMENTS_CONSUMER, concurrency=1)
-    async def remember_customers(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, Stream)
-        async for events in stream.take_events(
-            settings.batch_size_max, within=settings.batch_wait_s
-        ):
-            await processor.record(_requests(events))
+    async def remember_customers(events: Sequence[Event]) -> None:
+        await processor.record(_requests(events))
 
-    @app.agent(lifecycle, name=SEND_CONSUMER, concurrency=1)
-    async def send_notifications(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, Stream)
-        async for events in stream.take_events(
-            settings.batch_size_max, within=settings.batch_wait_s
-        ):
-            decoded, _undecodable = decode_lifecycle(events)  # the webhook agent dead-letters
-            try:
-                sent, unknown = await processor.notify(decoded)
-            except asyncpg.PostgresError as exc:
-                # Permanent (transient errors are retried inside): keep the evidence.
-                log.exception("notifications refused by PostgreSQL")
-                reason = f"{type(exc).__name__}: {exc}"
-                notifying = [e for e in decoded if isinstance(e, NOTIFYING)]
-                await processor.dead_letter_events(events, notifying, "database_refused", reason)
-                continue
-            await processor.dead_letter_events(
-                events, unknown, "unknown_payment", "no payment.requested seen for it"
-            )
-            log.debug("notifications: %d sent for %d events", len(sent), len(decoded))
+    batch_agent(
+        app,
+        requested,
+        name=PAYMENTS_CONSUMER,
+        batch_size_max=settings.batch_size_max,
+        batch_wait_s=settings.batch_wait_s,
+        handle=remember_customers,
+    )
+
+    async def send_notifications(events: Sequence[Event]) -> None:
+        decoded, _undecodable = decode_lifecycle(events)  # the webhook agent dead-letters
+        try:
+            sent, unknown = await processor.notify(decoded)
+        except asyncpg.PostgresError as exc:
+            # Permanent (transient errors are retried inside): keep the evidence.
+            log.exception("notifications refused by PostgreSQL")
+            reason = f"{type(exc).__name__}: {exc}"
+            notifying = [e for e in decoded if isinstance(e, NOTIFYING)]
+            await processor.dead_letter_events(events, notifying, "database_refused", reason)
+            return
+        await processor.dead_letter_events(
+            events, unknown, "unknown_payment", "no payment.requested seen for it"
+        )
+        log.debug("notifications: %d sent for %d events", len(sent), len(decoded))
+
+    batch_agent(
+        app,
+        lifecycle,
+        name=SEND_CONSUMER,
+        batch_size_max=settings.batch_size_max,
+        batch_wait_s=settings.batch_wait_s,
+        handle=send_notifications,
+    )
 
     return processor

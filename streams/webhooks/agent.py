@@ -32,13 +32,13 @@ from typing import Any
 import asyncpg
 import faust
 import httpx
-from faust.streams import Stream
 from faust.types import EventT
 
 from models.events import DeadLetter, DecodeError, LifecycleEvent, encode
 from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE
-from streams.app import raw_topic
-from streams.retry import retry_transient
+from streams.app import batch_agent, raw_topic
+from streams.deadletters import dead_letter_key, dead_letter_of
+from streams.retry import LazyPool, retry_transient
 from streams.settings import WorkerSettings
 from streams.webhooks.address_guard import system_resolver
 from streams.webhooks.delivery import AttemptResult, deliver_due, new_http_client
@@ -88,19 +88,7 @@ def decode_lifecycle(events: Sequence[Event]) -> tuple[list[LifecycleEvent], lis
 
 def dead_letter(bad: Undecodable, *, consumer: str, failed_at: datetime) -> DeadLetter:
     """The ``payments.deadletter`` record of a message a lifecycle consumer could not read."""
-    message = bad.event.message
-    key = message.key
-    return DeadLetter(
-        source_topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
-        value=bytes(message.value or b"").decode("utf-8", "replace"),
-        error_code=bad.code,
-        reason=bad.reason,
-        consumer=consumer,
-        failed_at=failed_at,
-    )
+    return dead_letter_of(bad.event, bad.code, bad.reason, consumer=consumer, failed_at=failed_at)
 
 
 class WebhookProcessor:
@@ -112,22 +100,16 @@ class WebhookProcessor:
         self.schedule = self.webhooks.schedule()
         self.deadletter = raw_topic(app, PAYMENTS_DEADLETTER, settings.topic_prefix)
         self.rng = random.SystemRandom()
-        self._pool: asyncpg.Pool | None = None
+        self._pg = LazyPool(
+            self.settings.pg_dsn,
+            # One connection for the enqueue agent, one per parallel sender.
+            max_size=self.webhooks.concurrency + 1,
+            backoff_s_max=self.settings.retry_backoff_s_max,
+        )
         self._http: httpx.AsyncClient | None = None
 
     async def pool(self) -> asyncpg.Pool:
-        if self._pool is None:
-            self._pool = await retry_transient(
-                lambda: asyncpg.create_pool(
-                    self.settings.pg_dsn,
-                    min_size=1,
-                    # One connection for the enqueue agent, one per parallel sender.
-                    max_size=self.webhooks.concurrency + 1,
-                ),
-                backoff_s_max=self.settings.retry_backoff_s_max,
-                what="connecting to PostgreSQL",
-            )
-        return self._pool
+        return await self._pg.get()
 
     async def handle(self, events: Sequence[Event]) -> int:
         """Enqueue a batch for delivery; returns how many deliveries were added."""
@@ -175,7 +157,7 @@ class WebhookProcessor:
             log.warning("dead-lettering %s: %s", letter.error_code, letter.reason)
             pending.append(
                 await self.deadletter.send(
-                    key=f"{letter.source_topic}/{letter.partition}/{letter.offset}".encode(),
+                    key=dead_letter_key(letter),
                     value=encode(letter),
                 )
             )
@@ -205,14 +187,18 @@ def install(app: faust.App, settings: WorkerSettings) -> WebhookProcessor:
     processor = WebhookProcessor(app, settings)
     lifecycle = raw_topic(app, PAYMENTS_LIFECYCLE, settings.topic_prefix)
 
-    @app.agent(lifecycle, name=CONSUMER_NAME, concurrency=1)
-    async def enqueue_webhooks(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, Stream)  # StreamT's hints lack take_events
-        async for events in stream.take_events(
-            settings.batch_size_max, within=settings.batch_wait_s
-        ):
-            added = await processor.handle(events)
-            log.debug("webhooks: %d deliveries queued from %d events", added, len(events))
+    async def enqueue_webhooks(events: Sequence[Event]) -> None:
+        added = await processor.handle(events)
+        log.debug("webhooks: %d deliveries queued from %d events", added, len(events))
+
+    batch_agent(
+        app,
+        lifecycle,
+        name=CONSUMER_NAME,
+        batch_size_max=settings.batch_size_max,
+        batch_wait_s=settings.batch_wait_s,
+        handle=enqueue_webhooks,
+    )
 
     @app.timer(interval=settings.webhooks.poll_interval_s, name="webhooks.deliver")  # type: ignore[untyped-decorator]
     async def deliver_webhooks() -> None:

@@ -11,17 +11,11 @@ even when answers are lost or the primary processor dies mid-burst.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import re
-import select
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -29,7 +23,6 @@ import httpx
 import pytest
 
 import sandbox
-from models.config import REPO_ROOT
 from models.events import DeclineCode
 from models.ids import payment_id_for
 from models.methods import BankTransferMethod, CardMethod, NetbankingMethod, UpiMethod
@@ -59,12 +52,12 @@ from streams.connectors.http import HttpSettings
 from streams.connectors.razorpay import RazorpayConnector
 from streams.connectors.routing import InMemoryAttemptLog, Routed, Router
 from streams.connectors.settings import ConnectorSettings, build_connectors
+from tests.sandboxes import running_sandboxes
 
 pytestmark = pytest.mark.integration
 
 MERCHANT = "m_connectors"
 RETURN_URL = "https://merchant.example/return"
-STARTUP_TIMEOUT_S = 20.0
 # The customer's side, compressed: a UPI collect is approved after 200 ms or expires at 600 ms.
 SANDBOX_ARGS = [
     "--latency-ms-min", "1",
@@ -111,34 +104,8 @@ SANDBOX_NAMES: dict[ProviderName, str] = {
 def sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, str]]]:
     """``rizzpay sandbox serve`` on free loopback ports; its first stdout line says where."""
     log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
-    with log.open("wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "sandbox", "serve", "--port", "0", *SANDBOX_ARGS],
-            cwd=REPO_ROOT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("RIZZPAY_")},
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-        )
-    try:
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], STARTUP_TIMEOUT_S)
-        line = proc.stdout.readline() if ready else b""
-        if not line:
-            pytest.fail(f"sandboxes did not start: {_tail(log)}")
-        listing: dict[str, dict[str, str]] = json.loads(line)
-        assert all(urlsplit(s["url"]).hostname == "127.0.0.1" for s in listing.values())
+    with running_sandboxes(log, SANDBOX_ARGS) as listing:
         yield listing
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def _tail(path: Path) -> str:
-    return path.read_text(errors="replace")[-2000:]
 
 
 @pytest.fixture

@@ -194,6 +194,13 @@ async def test_review_block_and_shadow_scoring_end_to_end(
     assert listed[to_approve]["risk"]["rule_hits"] == ["watched_vpa"]
     assert listed[to_approve]["amount"] == 100_00
 
+    # While held, the merchant cannot capture it around the analyst.
+    bypass = await api.post(
+        f"/v1/payments/{to_approve}/capture",
+        headers={**merchant.headers, "Idempotency-Key": "bypass-review"},
+        json={},
+    )
+    assert bypass.status_code == 409 and bypass.json()["code"] == "payment_under_review"
     approved = await api.post(f"/v1/reviews/{to_approve}/approve", headers=analyst, json={})
     assert approved.status_code == 200, approved.text
     assert approved.json()["command"] == "payment.capture_requested"

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import socket
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +20,6 @@ from ipaddress import IPv4Address, ip_address
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from models.events import PaymentCaptured, PaymentRefunded
@@ -53,6 +50,7 @@ from streams.webhooks.store import (
     replay,
     rotate_secret,
 )
+from tests.local_server import serving
 
 pytestmark = pytest.mark.integration
 
@@ -120,22 +118,9 @@ def _receiver_app(receiver: Receiver) -> FastAPI:
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     state = Receiver()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    state.port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(_receiver_app(state), log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the webhook receiver did not start"
-        time.sleep(0.02)
-    yield state
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving(_receiver_app(state)) as port:
+        state.port = port
+        yield state
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +20,6 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from api.settings import ApiSettings
@@ -30,6 +27,7 @@ from models.config import ServiceEndpoints
 from streams.webhooks import WebhookVerificationError, verify
 from streams.webhooks.settings import WebhookSettings
 from tests.conftest import Merchant, WorkerProcess, wait_for
+from tests.local_server import serving
 
 pytestmark = pytest.mark.integration
 
@@ -103,22 +101,9 @@ def _receiver_app(state: Receiver) -> FastAPI:
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     state = Receiver()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    state.port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(_receiver_app(state), log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the webhook receiver did not start"
-        time.sleep(0.02)
-    yield state
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serving(_receiver_app(state)) as port:
+        state.port = port
+        yield state
 
 
 @pytest.fixture
