@@ -7,6 +7,11 @@
   ``ledger_minor``, ``delta_minor`` = table − ledger, signed paise, debit positive) and a
   summary on stderr, and exits 3 when there is any difference (0 when none).
 
+* ``rizzpay ledger reconcile-wallets`` proves that every wallet's balance and held amount (the
+  ``wallets`` table the wallet API decides on, docs/decisions/0003) equal its ledger accounts,
+  and lists every difference the same way (``delta_minor`` = table − ledger, holder's sign),
+  including ledger wallet accounts with no wallet; exit 3 when there is any.
+
 The ledger commits before the lifecycle event that the table learns from is even sent, so a
 reconciliation during traffic sees the table a moment behind: differences are re-checked for up
 to ``--settle-s`` seconds (default 10) and only those that persist are reported.  Endpoints and
@@ -33,6 +38,7 @@ from streams.balances import (
 )
 from streams.settings import WorkerSettings
 from warehouse.balances_store import ledger_balances
+from warehouse.wallet_store import reconcile as reconcile_wallets
 
 EXIT_DIFFERENCES = 3
 
@@ -50,6 +56,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="seconds to let in-flight events reach the table before reporting (default 10)",
     )
     reconcile.set_defaults(handler=reconcile_main)
+    wallets = commands.add_parser(
+        "reconcile-wallets", help="prove wallet balances equal the PostgreSQL ledger"
+    )
+    wallets.set_defaults(handler=reconcile_wallets_main)
 
 
 async def reconcile(settings: WorkerSettings, *, settle_s: float) -> list[Difference]:
@@ -92,4 +102,38 @@ def reconcile_main(args: argparse.Namespace) -> int:
         print(f"{len(found)} accounts differ between the table and the ledger", file=sys.stderr)
         return EXIT_DIFFERENCES
     print("table balances equal the ledger to the paisa", file=sys.stderr)
+    return 0
+
+
+def reconcile_wallets_main(args: argparse.Namespace) -> int:
+    settings = WorkerSettings()
+
+    async def run() -> list[dict[str, object]]:
+        conn = await asyncpg.connect(settings.pg_dsn)
+        try:
+            found = await reconcile_wallets(conn)
+        finally:
+            await conn.close()
+        return [
+            {
+                "wallet_id": d.wallet_id,
+                "account": d.account_id,
+                "table_minor": d.table_minor,
+                "ledger_minor": d.ledger_minor,
+                "delta_minor": d.difference_minor,
+            }
+            for d in found
+        ]
+
+    try:
+        found = asyncio.run(run())
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for line in found:
+        print(json.dumps(line))
+    if found:
+        print(f"{len(found)} wallet accounts differ from the ledger", file=sys.stderr)
+        return EXIT_DIFFERENCES
+    print("wallet balances equal the ledger to the paisa", file=sys.stderr)
     return 0

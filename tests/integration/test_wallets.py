@@ -5,6 +5,10 @@ and a Hypothesis stateful run against a reference model."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -21,6 +25,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from models.config import REPO_ROOT
 from streams.wallets import (
     FULL_KYC_LIMIT_MINOR,
     HoldAlreadySettled,
@@ -313,7 +318,20 @@ async def test_concurrent_crossing_transfers_and_duplicate_ids(
     await _books_are_sound(pg)
 
 
-async def test_reconciliation_lists_every_difference(pg: asyncpg.Pool) -> None:
+def _reconcile_cli(pg_dsn: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIZZPAY_")}
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "ledger", "reconcile-wallets"],
+        cwd=REPO_ROOT,
+        env={**env, "RIZZPAY_PG_DSN": pg_dsn},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+async def test_reconciliation_lists_every_difference(pg: asyncpg.Pool, pg_dsn: str) -> None:
     alice, bob, _ = await _wallets(pg)
     async with pg.acquire() as conn:
         await execute(conn, Load("l", alice.wallet_id, 1_000 * RUPEE, "INR"), now=T0)
@@ -336,6 +354,23 @@ async def test_reconciliation_lists_every_difference(pg: asyncpg.Pool) -> None:
         "customer:bob:wallet:INR",
         1,
     )
+    # The command finance runs says the same, and fails.
+    done = await asyncio.to_thread(_reconcile_cli, pg_dsn)
+    assert done.returncode == 3, done.stderr
+    assert [json.loads(line) for line in done.stdout.splitlines()] == [
+        {
+            "wallet_id": bob.wallet_id,
+            "account": "customer:bob:wallet:INR",
+            "table_minor": 1,
+            "ledger_minor": 0,
+            "delta_minor": 1,
+        }
+    ]
+    await pg.execute(
+        "UPDATE wallets SET balance_minor = balance_minor - 1 WHERE wallet_id = $1", bob.wallet_id
+    )
+    done = await asyncio.to_thread(_reconcile_cli, pg_dsn)
+    assert (done.returncode, done.stdout) == (0, ""), done.stderr
 
 
 # --- Hypothesis stateful: random operations against a reference model --------------------
