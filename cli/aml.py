@@ -4,6 +4,9 @@
   opens a case for each new alert; prints a JSON summary.  Running it again opens nothing new.
   With an embedded (``chdb://``) ClickHouse it must run while the sink is stopped (one process
   per data path), or against a ClickHouse server.
+  The run is recorded (kind ``manual``) with the scheduled ones.
+* ``rizzpay aml runs [--period YYYY-MM] [--limit N]``: the recorded runs (the sink's scheduled
+  ``month_to_date`` / ``final`` runs and manual ones), newest first, as JSON lines.
 * ``rizzpay aml cases [--status open|closed|escalated] [--period YYYY-MM]``: JSON lines.
 * ``rizzpay aml close CASE_ID --reason TEXT --actor WHO``.
 * ``rizzpay aml escalate CASE_ID --grounds TEXT --actor WHO [--determined-at ISO8601]``:
@@ -44,7 +47,7 @@ from warehouse.aml.cases import (
 )
 from warehouse.aml.deadlines import ist_date
 from warehouse.aml.fiu import fiu_report, render_json
-from warehouse.aml.monitor import run_period
+from warehouse.aml.schedule import MANUAL, ScheduledRun, list_runs, recorded_run
 from warehouse.aml.settings import AmlSettings
 from warehouse.migrate import CLICKHOUSE_DATABASE
 
@@ -61,6 +64,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run.add_argument("--period", required=True, help="IST calendar month, YYYY-MM")
     run.add_argument("--clickhouse-database", default=CLICKHOUSE_DATABASE)
     run.set_defaults(handler=run_command)
+
+    runs = commands.add_parser("runs", help="list recorded rule runs (JSON lines)")
+    runs.add_argument("--period", help="IST calendar month, YYYY-MM")
+    runs.add_argument("--limit", type=int, default=50)
+    runs.set_defaults(handler=runs_command)
 
     cases = commands.add_parser("cases", help="list cases (JSON lines)")
     cases.add_argument("--status", choices=("open", "closed", "escalated"))
@@ -141,18 +149,27 @@ def run_command(args: argparse.Namespace) -> int:
         client = clickhouse_connect.get_client(dsn=endpoints.clickhouse_dsn)
         try:
             result = _with_pg(
-                lambda conn: run_period(
+                lambda conn: recorded_run(
                     client,
                     args.clickhouse_database,
                     conn,
-                    args.period,
-                    settings,
-                    now=datetime.now(UTC),
+                    ScheduledRun(args.period, MANUAL),
+                    settings=settings,
+                    clock=lambda: datetime.now(UTC),
                 )
             )
         finally:
             client.close()
         _print_json(result.summary())
+        return 0
+
+    return _guarded(body)
+
+
+def runs_command(args: argparse.Namespace) -> int:
+    def body() -> int:
+        for run in _with_pg(lambda c: list_runs(c, period=args.period, limit=args.limit)):
+            _print_json(run)
         return 0
 
     return _guarded(body)

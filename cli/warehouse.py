@@ -2,7 +2,9 @@
 
 * ``rizzpay warehouse sink`` runs the sink loop (``warehouse.sinks.consumer``): the one process
   that owns an embedded (``chdb://``) ClickHouse data path.  It migrates its ClickHouse database
-  on start.  ``--stop-when-caught-up`` exits once every assigned partition has lag 0.
+  on start.  ``--stop-when-caught-up`` exits once every assigned partition has lag 0.  It also
+  runs the AML rules on their schedule (``warehouse.aml.schedule``, docs/aml.md): the open month
+  every ``--aml-interval-s``, the previous month once after it closed; ``--no-aml`` turns it off.
 * ``rizzpay warehouse lag`` prints the sink's last sampled lag per partition (from PostgreSQL).
 * ``rizzpay warehouse refresh-rollups --since ... --until ...`` rebuilds the per-minute rollup.
 * ``rizzpay warehouse query "SQL"`` runs one ClickHouse query and prints its rows as JSON
@@ -25,6 +27,8 @@ import clickhouse_connect
 import orjson
 
 from models.config import ServiceEndpoints
+from warehouse.aml.schedule import AmlSchedule
+from warehouse.aml.settings import AmlSettings
 from warehouse.migrate import CLICKHOUSE_DATABASE
 from warehouse.sinks.consumer import SinkSettings, WarehouseSink
 from warehouse.sinks.postgres_sink import sink_lag
@@ -45,6 +49,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sink.add_argument("--facts-interval-s", type=float, default=5.0)
     sink.add_argument(
         "--replay-facts", action="store_true", help="copy ledger facts again from the start"
+    )
+    sink.add_argument("--no-aml", action="store_true", help="do not run the AML schedule")
+    sink.add_argument(
+        "--aml-interval-s", type=float, default=3600.0, help="run the open month this often"
+    )
+    sink.add_argument(
+        "--aml-final-grace-s",
+        type=float,
+        default=3600.0,
+        help="run a closed month once, this long after it closed",
     )
     sink.add_argument("--log-level", default="info")
     sink.set_defaults(handler=run_sink)
@@ -85,6 +99,11 @@ def _settings(args: argparse.Namespace, endpoints: ServiceEndpoints) -> SinkSett
         stop_when_caught_up=getattr(args, "stop_when_caught_up", False),
         facts_interval_s=getattr(args, "facts_interval_s", 5.0),
         replay_facts=getattr(args, "replay_facts", False),
+        aml=None if getattr(args, "no_aml", True) else AmlSettings(),
+        aml_schedule=AmlSchedule(
+            interval=timedelta(seconds=getattr(args, "aml_interval_s", 3600.0)),
+            final_grace=timedelta(seconds=getattr(args, "aml_final_grace_s", 3600.0)),
+        ),
     )
 
 

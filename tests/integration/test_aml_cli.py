@@ -47,6 +47,13 @@ async def test_operator_runs_cases_str_and_fiu_report(
     _rizzpay(env, "migrate")
     summary = json.loads(_rizzpay(env, "aml", "run", "--period", "2026-10").stdout)
     assert summary["alerts"] == 0 and summary["cases_opened"] == 0  # an empty warehouse
+    (run,) = [json.loads(line) for line in _rizzpay(env, "aml", "runs").stdout.splitlines()]
+    assert (run["period"], run["kind"], run["alerts"], run["cases_opened"]) == (
+        "2026-10",
+        "manual",
+        0,
+        0,
+    )
 
     alerts = [
         rules.Alert(rules.MONTHLY_TOTAL, "2026-10", "customer", f"c{i}", 11_00_000_00, 12, {})

@@ -1,8 +1,9 @@
 """One AML monitoring run for a period: the rules over ClickHouse, then the case file.
 
 ``run_period(client, database, conn, period, settings, now=...)`` is what ``rizzpay aml run``
-and a scheduler call.  Running it again for the same period (with the same facts) opens no
-case: alert ids are derived from rule, period and subject.
+and the schedule (``warehouse.aml.schedule``, through ``recorded_run``) call.  Running it
+again for the same period (with the same facts) opens no case: alert ids are derived from rule,
+period and subject.
 """
 
 from __future__ import annotations

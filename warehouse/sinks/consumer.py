@@ -25,6 +25,10 @@ Consumer lag per assigned partition (end offset minus committed offset) is sampl
 Between batches, every ``facts_interval_s``, the sink also copies ledger postings and settlement
 batches from PostgreSQL into ClickHouse (``warehouse.sinks.ledger_facts``): this process owns
 the embedded ClickHouse, so the copy runs here.  "Caught up" includes those copies.
+
+For the same reason the sink runs the AML rules on their schedule (``warehouse.aml.schedule``;
+leader-only across replicas), checked every ``aml_check_interval_s``; a sink that stops when
+caught up first runs the open month once more over what it loaded.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -50,6 +54,8 @@ from models.topics import (
     TopicSpec,
 )
 from streams.retry import TRANSIENT_ERRORS, retry_transient
+from warehouse.aml.schedule import AmlSchedule, AmlScheduler
+from warehouse.aml.settings import AmlSettings
 from warehouse.migrate import CLICKHOUSE_DATABASE
 from warehouse.sinks.clickhouse_sink import ClickHouseSink
 from warehouse.sinks.ledger_facts import LedgerFactsCopier, copy_facts
@@ -84,7 +90,8 @@ class SinkSettings:
     expired ones dropped.  ``stop_when_caught_up`` ends the run once every assigned partition
     has lag 0 and the ledger facts are copied (backfills, tests).  ``facts_interval_s``
     (seconds) is how often ledger postings and settlement batches are copied from PostgreSQL;
-    ``replay_facts`` starts those copies from the beginning.
+    ``replay_facts`` starts those copies from the beginning.  ``aml`` (None: off) turns the
+    AML schedule on; ``aml_schedule`` says what is due, checked every ``aml_check_interval_s``.
     """
 
     kafka_bootstrap: str
@@ -101,6 +108,9 @@ class SinkSettings:
     stop_when_caught_up: bool = False
     facts_interval_s: float = 5.0
     replay_facts: bool = False
+    aml: AmlSettings | None = None
+    aml_schedule: AmlSchedule = field(default_factory=AmlSchedule)
+    aml_check_interval_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.batch_max_messages < 1 or self.batch_max_wait_s <= 0:
@@ -203,11 +213,16 @@ class WarehouseSink:
         consumer: Consumer | None = None,
         producer: Producer | None = None,
         facts: LedgerFactsCopier | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.clickhouse = clickhouse
         self.postgres = postgres
         self.facts = facts  # None: this sink copies no ledger facts
+        self._clock = clock  # for the AML schedule
+        self._aml: AmlScheduler | None = None  # built on first use, on its own connection
+        self._aml_conn: asyncpg.Connection | None = None
+        self._last_aml = 0.0
         self.consumer = consumer or Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -242,14 +257,22 @@ class WarehouseSink:
         self.dead_lettered = 0
 
     @classmethod
-    async def open(cls, settings: SinkSettings) -> WarehouseSink:
+    async def open(
+        cls, settings: SinkSettings, *, clock: Callable[[], datetime] | None = None
+    ) -> WarehouseSink:
         """Connect both stores (migrating the ClickHouse database) and build the sink."""
         postgres = await PostgresSink.connect(settings.pg_dsn)
         clickhouse = ClickHouseSink.connect(settings.clickhouse_dsn, settings.clickhouse_database)
         facts = LedgerFactsCopier(clickhouse.client, clickhouse.database)
         if settings.replay_facts:
             facts.reset()
-        return cls(settings, clickhouse=clickhouse, postgres=postgres, facts=facts)
+        return cls(
+            settings,
+            clickhouse=clickhouse,
+            postgres=postgres,
+            facts=facts,
+            clock=clock or (lambda: datetime.now(UTC)),
+        )
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, and leave the loop."""
@@ -286,22 +309,31 @@ class WarehouseSink:
                     await self._commit()
                 if idle and s.stop_when_caught_up and await self._caught_up():
                     break
-                await self._sample_lag()
-                if time.monotonic() - self._last_facts >= s.facts_interval_s:
-                    await self._copy_facts()
-                if time.monotonic() - self._last_maintenance >= s.maintenance_interval_s:
-                    await self._maintain()
+                await self._between_batches()
             if batch:
                 await self._flush(batch)
             await self._sample_lag(force=True)
         finally:
             await asyncio.to_thread(self.consumer.close)
             self.producer.flush(_KAFKA_TIMEOUT_S)
+            if self._aml_conn is not None:
+                await self._aml_conn.close()
             self.clickhouse.close()
             await self.postgres.close()
         log.info(
             "sink stopped: %d events written, %d dead-lettered", self.written, self.dead_lettered
         )
+
+    async def _between_batches(self) -> None:
+        """The periodic work: lag samples, ledger facts, the AML schedule, partitions."""
+        s = self.settings
+        await self._sample_lag()
+        if time.monotonic() - self._last_facts >= s.facts_interval_s:
+            await self._copy_facts()
+        if time.monotonic() - self._last_aml >= s.aml_check_interval_s:
+            await self._run_aml()
+        if time.monotonic() - self._last_maintenance >= s.maintenance_interval_s:
+            await self._maintain()
 
     def _is_error(self, message: Message) -> bool:
         err = message.error()
@@ -434,6 +466,7 @@ class WarehouseSink:
         await self._retry(lambda: self.postgres.write_lag(samples), "writing lag samples")
         self._last_lag = time.monotonic()
         await self._copy_facts()
+        await self._run_aml(month_to_date_now=True)
         return True
 
     async def _copy_facts(self) -> None:
@@ -449,6 +482,32 @@ class WarehouseSink:
         self.settlements_copied += settlements
         if postings or settlements:
             log.info("copied %d postings, %d settlement rows", postings, settlements)
+
+    async def _run_aml(self, *, month_to_date_now: bool = False) -> None:
+        """Run the AML rules that are due, if this sink has the schedule on and leads.  A lost
+        scheduler connection drops leadership; the next check reconnects and competes again."""
+        self._last_aml = time.monotonic()
+        s = self.settings
+        if s.aml is None:
+            return
+        try:
+            if self._aml is None:
+                self._aml_conn = await asyncpg.connect(s.pg_dsn)
+                self._aml = AmlScheduler(
+                    self._aml_conn,
+                    self.clickhouse.client,
+                    self.clickhouse.database,
+                    settings=s.aml,
+                    schedule=s.aml_schedule,
+                    clock=self._clock,
+                )
+            await self._aml.tick(month_to_date_now=month_to_date_now)
+        except (*SINK_TRANSIENT_ERRORS, asyncpg.InterfaceError, asyncpg.PostgresError) as exc:
+            # The AML schedule never stops the sink: payments keep flowing into the warehouse.
+            log.warning("AML schedule stopped (%s); leadership released, retried later", exc)
+            if self._aml_conn is not None:
+                await self._aml_conn.close()
+            self._aml, self._aml_conn = None, None
 
     async def _maintain(self) -> None:
         self._last_maintenance = time.monotonic()
