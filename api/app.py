@@ -62,6 +62,7 @@ from models.money import Money
 from models.topics import PAYMENTS_REQUESTED
 from warehouse.fraud_store import review_is_open
 from warehouse.payments import get_payment
+from warehouse.processor_operations import captures_only_once
 
 log = logging.getLogger("rizzpay.api")
 
@@ -209,9 +210,17 @@ def _command_endpoint(
         body = parse_body(await request.body(), model, empty_ok=True)
         fingerprint = command_fingerprint(route, payment_id, body)
         body_is_capture = isinstance(body, CaptureCreate)
+        partial_capture = isinstance(body, CaptureCreate) and not body.final
 
         async def prepare() -> Accepted | StoredResponse:
             state = await load_state(services.pool, merchant_id, payment_id)
+            if partial_capture and await captures_only_once(services.pool, payment_id):
+                raise Problem(
+                    409,
+                    "partial_capture_not_supported",
+                    "The processor holding this payment captures only once",
+                    'Capture the whole amount, or less with "final": true',
+                )
             if body_is_capture and await review_is_open(services.pool, payment_id):
                 # Fraud scoring held it: only the analyst's approval captures it.
                 raise Problem(

@@ -84,6 +84,9 @@ class Intent:
     canceled_at: float | None = None
     refunds: list[str] = field(default_factory=list)
     refunded: int = 0
+    # payment_method_options[card][request_multicapture]=if_available: captures in parts.
+    multicapture: bool = False
+    captures: int = 0  # how many captures Stripe took, for tests that count operations
 
 
 @dataclass
@@ -193,6 +196,8 @@ class StripeSandbox:
                 "charged": pi.amount_received > 0 or pi.amount_capturable > 0,
                 "captured_minor": pi.amount_received,
                 "refunded_minor": pi.refunded,
+                "captures": pi.captures,
+                "refunds": len(pi.refunds),
             }
             for pi in self.intents.values()
         ]
@@ -222,6 +227,8 @@ class StripeSandbox:
             description=form.get("description"),
             return_url=form.get("return_url"),
             created=self.state.now_s(),
+            multicapture=capture_method == "manual"
+            and form.get("payment_method_options[card][request_multicapture]") == "if_available",
         )
         self.intents[pi.id] = pi
         if form.get("payment_method_data[type]") == "card":
@@ -318,9 +325,19 @@ class StripeSandbox:
                 "amount_to_capture must be at most the amount capturable",
                 param="amount_to_capture",
             )
-        pi.amount_received = amount
-        pi.amount_capturable = 0
-        pi.status = "succeeded"
+        final = form.get("final_capture", "true") != "false"
+        if not final and not pi.multicapture:
+            return stripe_error(
+                400,
+                "invalid_request_error",
+                "final_capture=false requires multicapture on this PaymentIntent",
+                param="final_capture",
+            )
+        pi.captures += 1
+        pi.amount_received += amount
+        pi.amount_capturable = 0 if final else pi.amount_capturable - amount
+        if pi.amount_capturable == 0:
+            pi.status = "succeeded"
         return JSONResponse(self.view(pi))
 
     def cancel(self, pi: Intent) -> Response:
@@ -387,7 +404,8 @@ class StripeSandbox:
                 code="resource_missing",
                 param="payment_intent",
             )
-        if pi.status != "succeeded":
+        partly_captured = pi.status == "requires_capture" and pi.amount_received > 0
+        if pi.status != "succeeded" and not partly_captured:
             return self._unexpected_state(pi, "refund")
         remaining = pi.amount_received - pi.refunded
         amount = int_or_none(form.get("amount", str(remaining)))

@@ -259,6 +259,11 @@ class ConnectorAuthorizer:
         self._pool = pool
         self._router: Router | None = None
 
+    @property
+    def connectors(self) -> Mapping[ProviderName, Connector]:
+        """The connectors by provider (the operation sender sends through the same ones)."""
+        return self._connectors
+
     async def router(self) -> Router:
         if self._router is None:
             attempts = PgAttemptLog(await self._pool())

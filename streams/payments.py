@@ -42,6 +42,7 @@ from streams.decisions import Applied, Decided, Outcome, decide, rules_verdict, 
 from streams.fees import CardNetwork
 from streams.ledger import FeeTerms
 from streams.lifecycle import IllegalTransition, PaymentState
+from streams.processor_operations import OperationSender, OperationSenderConfig
 from streams.retry import LazyPool, retry_transient
 from streams.scoring import ScoredRequest, risk_verdict, scored_request
 from streams.settings import WorkerSettings
@@ -204,6 +205,19 @@ class PaymentsProcessor:
             # One poller per cluster (the leader): payments waiting for a processor are few,
             # and two pollers would only ask the processors twice.
             app.timer(settings.processor_poll_interval_s, on_leader=True)(self.poll_processors)
+            # Captures, voids and refunds the books recorded go to the holding processor
+            # (streams/processor_operations.py); one sender per cluster, like the poller.
+            self.operations = OperationSender(
+                self.authorizer.connectors,
+                self.pool,
+                OperationSenderConfig(
+                    batch_max=settings.processor_poll_batch_max,
+                    concurrency_max=settings.charge_concurrency_max,
+                    backoff_s=settings.processor_poll_interval_s,
+                    backoff_s_max=settings.processor_poll_backoff_s_max,
+                ),
+            )
+            app.timer(settings.processor_poll_interval_s, on_leader=True)(self.operations.run)
 
     def _default_authorizer(self, settings: WorkerSettings) -> Authorizer:
         if not settings.uses_connectors:

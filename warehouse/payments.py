@@ -19,6 +19,7 @@ from streams.fees import MdrSchedule
 from streams.ledger import FeeTerms, JournalEntry, account_owner_kind
 from streams.lifecycle import IllegalTransition, state_from_json, state_to_json
 from streams.settlement import PAYOUT_INSTRUCTION_KIND, PAYOUT_KIND, SETTLEMENT_ENTRY_KIND
+from warehouse.processor_operations import record_operations
 from warehouse.refund_fees import with_fee_reversals
 
 
@@ -298,8 +299,9 @@ async def apply_commands(
     fee_terms: Callable[[str, str, str | None], FeeTerms | None],
 ) -> tuple[list[Applied], list[CommandRefused]]:
     """Apply merchants' commands (capture, void, refund) to stored payments, in order, in one
-    transaction: lock the payments, run the state machine, store the new states and post the
-    entries.  A command already applied comes back ``replayed`` and posts nothing new.
+    transaction: lock the payments, run the state machine, store the new states, post the
+    entries and queue each payment's processor operation (``warehouse.processor_operations``).
+    A command already applied comes back ``replayed`` and posts nothing new.
 
     ``fee_terms(merchant_id, method, card_network)`` prices captures.
     """
@@ -357,4 +359,7 @@ async def apply_commands(
             )
             if entries:
                 await post_entries(conn, entries)
+            # The processor holding the payment must be told too: in this same transaction,
+            # so the books never change without the operation being queued for it.
+            await record_operations(conn, changed)
     return applied, refused

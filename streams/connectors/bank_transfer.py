@@ -161,7 +161,9 @@ class BankTransferConnector(HttpConnector):
             return enquiry_error(NAME, exc)
         return NotFound(NAME, payment_id) if va is None else _from_va(va)
 
-    async def capture(self, ref: PaymentRef, amount_minor: int, capture_id: str) -> OperationResult:
+    async def capture(
+        self, ref: PaymentRef, amount_minor: int, capture_id: str, *, final: bool = True
+    ) -> OperationResult:
         """A credited transfer is final: capture only confirms the credit covers the amount."""
         result = await self.status(ref.payment_id)
         if isinstance(result, ProcessorError):

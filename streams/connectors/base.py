@@ -285,8 +285,12 @@ class Connector(Protocol):
         """What the provider knows about our ``payment_id``: enquiry by our reference."""
         ...
 
-    async def capture(self, ref: PaymentRef, amount_minor: int, capture_id: str) -> OperationResult:
-        """Capture ``amount_minor`` of an authorized payment; idempotent by ``capture_id``."""
+    async def capture(
+        self, ref: PaymentRef, amount_minor: int, capture_id: str, *, final: bool = True
+    ) -> OperationResult:
+        """Capture ``amount_minor`` of an authorized payment; idempotent by ``capture_id``.
+        ``final``: the processor releases what is left of the hold; a non-final capture is
+        refused (``partial_capture_not_supported``) by processors that capture only once."""
         ...
 
     async def refund(self, ref: PaymentRef, amount_minor: int, refund_id: str) -> OperationResult:

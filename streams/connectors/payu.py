@@ -285,7 +285,11 @@ class PayuConnector(HttpConnector):
             return Done(NAME, str(provider_ref), amount_minor or 0)
         return Refused(NAME, command, str(body.get("msg")))
 
-    async def capture(self, ref: PaymentRef, amount_minor: int, capture_id: str) -> OperationResult:
+    async def capture(
+        self, ref: PaymentRef, amount_minor: int, capture_id: str, *, final: bool = True
+    ) -> OperationResult:
+        if not final:  # PayU captures a pre-authorization once
+            return Refused(NAME, "partial_capture_not_supported", "PayU captures once")
         return await self._operation("capture_transaction", ref, capture_id, amount_minor)
 
     async def refund(self, ref: PaymentRef, amount_minor: int, refund_id: str) -> OperationResult:

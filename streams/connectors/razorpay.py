@@ -336,9 +336,14 @@ class RazorpayConnector(HttpConnector):
 
     # --- capture, refund, void -------------------------------------------------------------
 
-    async def capture(self, ref: PaymentRef, amount_minor: int, capture_id: str) -> OperationResult:
+    async def capture(
+        self, ref: PaymentRef, amount_minor: int, capture_id: str, *, final: bool = True
+    ) -> OperationResult:
         """Razorpay captures the whole authorized amount only; a partial amount is refused by
-        Razorpay and returned as ``Refused``."""
+        Razorpay and returned as ``Refused``, and so is a non-final capture (no second one
+        could follow)."""
+        if not final:
+            return Refused(NAME, "partial_capture_not_supported", "Razorpay captures once")
         try:
             amount = to_razorpay_amount(amount_minor, ref.currency)
             response = await self._http.request(

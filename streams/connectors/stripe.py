@@ -138,6 +138,9 @@ class StripeConnector(HttpConnector):
             "metadata[payment_id]": request.payment_id,
             "metadata[merchant_id]": request.merchant_id,
         }
+        if request.capture == "manual":
+            # Multicapture lets a merchant capture a hold in parts (``final_capture=false``).
+            form["payment_method_options[card][request_multicapture]"] = "if_available"
         if request.description:
             form["description"] = request.description
         try:
@@ -204,7 +207,9 @@ class StripeConnector(HttpConnector):
         assert isinstance(error, dict)
         return Refused(NAME, str(error.get("code") or error.get("type")), str(error.get("message")))
 
-    async def capture(self, ref: PaymentRef, amount_minor: int, capture_id: str) -> OperationResult:
+    async def capture(
+        self, ref: PaymentRef, amount_minor: int, capture_id: str, *, final: bool = True
+    ) -> OperationResult:
         try:
             amount = to_stripe_amount(amount_minor, ref.currency)
         except AmountNotRepresentable as exc:
@@ -212,7 +217,7 @@ class StripeConnector(HttpConnector):
         return await self._operation(
             f"/v1/payment_intents/{ref.provider_ref}/capture",
             f"rizzpay:{ref.payment_id}:capture:{capture_id}",
-            {"amount_to_capture": str(amount)},
+            {"amount_to_capture": str(amount)} | ({} if final else {"final_capture": "false"}),
             amount_minor,
         )
 

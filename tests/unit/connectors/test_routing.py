@@ -68,7 +68,9 @@ class ScriptedConnector:
         self.enquired.append(payment_id)
         return self._statuses.pop(0)
 
-    async def capture(self, ref: PaymentRef, amount_minor: int, capture_id: str) -> OperationResult:
+    async def capture(
+        self, ref: PaymentRef, amount_minor: int, capture_id: str, *, final: bool = True
+    ) -> OperationResult:
         return Refused(self.name, "unused", "")
 
     async def refund(self, ref: PaymentRef, amount_minor: int, refund_id: str) -> OperationResult:
