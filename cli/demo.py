@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
     except StackError as exc:
         print(f"rizzpay demo: {exc.service} did not start.\n{exc}", file=sys.stderr)
         return 1
+    # Fresh processes, so the demo always runs the code in this checkout; stopped before the
+    # migrations because a running warehouse sink owns the embedded ClickHouse path.
+    for name in APP_NAMES:
+        stop_app(settings.home, name)
     print("2/5 migrations and topics")
     report = migrate_all(settings.pg_dsn, settings.clickhouse_dsn, settings.kafka_bootstrap)
     print(f"    applied: postgres {report.postgres}, clickhouse {report.clickhouse}")
@@ -73,9 +77,6 @@ def run(args: argparse.Namespace) -> int:
     # Fraud scoring on the example rule set, rules only: the bootstrap model learned the
     # simulator's ₹5-100 spend and would flag most demo payments (docs/fraud.md).
     env.setdefault("RIZZPAY_FRAUD_RULES", str(EXAMPLE_RULES))
-    # Fresh processes, so the demo always runs the code in this checkout.
-    for name in APP_NAMES:
-        stop_app(settings.home, name)
     api_pid = start_app(settings.home, "api", ["api", "--port", str(args.port)], env)
     worker_pid = start_app(settings.home, "worker", ["worker"], env)
     # After migrate_all closed its ClickHouse client: the sink must own the chDB path alone.
@@ -181,7 +182,17 @@ def _report(
         )
         for t in totals
     ]
-    rows.append(("total", *(sum(column) for column in list(zip(*rows, strict=True))[1:])))
+    rows.append(
+        (
+            "total",
+            sum(r[1] for r in rows),
+            sum(r[2] for r in rows),
+            sum(r[3] for r in rows),
+            sum(r[4] for r in rows),
+            sum(r[5] for r in rows),
+            sum(r[6] for r in rows),
+        )
+    )
     all_match = True
     for name, n_capt, n_decl, captured_minor, pending_minor, charges_minor, net_minor in rows:
         match = captured_minor == pending_minor

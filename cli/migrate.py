@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from deploy.processes import running_pid
 from models.config import ServiceEndpoints
 from warehouse.migrate import CLICKHOUSE_DATABASE, migrate_all
 
@@ -17,14 +18,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     endpoints = ServiceEndpoints()
+    skip_clickhouse = args.skip_clickhouse
+    sink = running_pid(endpoints.home, "warehouse-sink")
+    if not skip_clickhouse and sink is not None and endpoints.clickhouse_dsn.startswith("chdb://"):
+        # The running sink owns the embedded engine's path (one process only) and applies the
+        # ClickHouse migrations itself whenever it starts.
+        print(f"clickhouse: left to the running warehouse sink (pid {sink})")
+        skip_clickhouse = True
     report = migrate_all(
         endpoints.pg_dsn,
-        None if args.skip_clickhouse else endpoints.clickhouse_dsn,
+        None if skip_clickhouse else endpoints.clickhouse_dsn,
         endpoints.kafka_bootstrap,
         endpoints.topic_prefix,
         args.clickhouse_database,
     )
     print(f"postgres: {len(report.postgres)} applied {report.postgres}")
-    print(f"clickhouse: {len(report.clickhouse)} applied {report.clickhouse}")
+    if not skip_clickhouse:
+        print(f"clickhouse: {len(report.clickhouse)} applied {report.clickhouse}")
     print(f"kafka: {len(report.topics)} topics created {report.topics}")
     return 0
