@@ -28,7 +28,13 @@ from models.money import format_minor
 from warehouse.fraud_store import decision_counts
 from warehouse.merchants import create_merchant
 from warehouse.migrate import migrate_all
-from warehouse.payments import MerchantTotals, count_recorded, decline_counts, merchant_totals
+from warehouse.payments import (
+    MerchantTotals,
+    count_recorded,
+    decline_counts,
+    merchant_totals,
+    status_counts,
+)
 
 # Demo merchants: (id, legal name, GST state code).  A few large, many small.
 DEMO_MERCHANTS: tuple[tuple[str, str, str], ...] = (
@@ -142,6 +148,15 @@ async def _burst(
             f"    fraud scoring: allowed {fraud.get('allow', 0)}, held for review "
             f"{fraud.get('review', 0)}, blocked {fraud.get('block', 0)} ({EXAMPLE_RULES.name})"
         )
+        statuses = await status_counts(pool, accepted)
+        waiting = {s: n for s, n in statuses.items() if s in ("created", "requires_action")}
+        print(f"    by status: {', '.join(f'{s} {n}' for s, n in statuses.items())}")
+        if waiting:
+            print(
+                f"    {sum(waiting.values())} wait for the customer or the bank (3-D Secure,"
+                " netbanking login, NEFT/RTGS transfer to the virtual account); the worker polls"
+                " the processors and settles them as they complete or expire"
+            )
         totals = await merchant_totals(pool, accepted)
         declines = await decline_counts(pool, accepted)
     finally:

@@ -277,6 +277,16 @@ async def decline_counts(pool: asyncpg.Pool, payment_ids: Sequence[str]) -> dict
     return {r["decline_code"]: r["n"] for r in rows}
 
 
+async def status_counts(pool: asyncpg.Pool, payment_ids: Sequence[str]) -> dict[str, int]:
+    """How many of ``payment_ids`` are in each lifecycle status, most first."""
+    rows = await pool.fetch(
+        """SELECT status, count(*) AS n FROM payments WHERE payment_id = ANY($1::text[])
+            GROUP BY status ORDER BY n DESC, status""",
+        list(payment_ids),
+    )
+    return {r["status"]: r["n"] for r in rows}
+
+
 async def count_recorded(pool: asyncpg.Pool, payment_ids: Sequence[str]) -> int:
     n: int = await pool.fetchval(
         "SELECT count(*) FROM payments WHERE payment_id = ANY($1::text[])", list(payment_ids)
