@@ -210,16 +210,19 @@ def _command_endpoint(
         body = parse_body(await request.body(), model, empty_ok=True)
         fingerprint = command_fingerprint(route, payment_id, body)
         body_is_capture = isinstance(body, CaptureCreate)
-        partial_capture = isinstance(body, CaptureCreate) and not body.final
 
         async def prepare() -> Accepted | StoredResponse:
             state = await load_state(services.pool, merchant_id, payment_id)
-            if partial_capture and await captures_only_once(services.pool, payment_id):
+            if (
+                isinstance(body, CaptureCreate)
+                and (not body.final or body.amount not in (None, state.held_minor))
+                and await captures_only_once(services.pool, payment_id)
+            ):
                 raise Problem(
                     409,
                     "partial_capture_not_supported",
-                    "The processor holding this payment captures only once",
-                    'Capture the whole amount, or less with "final": true',
+                    "The processor holding this payment captures only once, and whole",
+                    f"Capture the whole authorized amount ({state.held_minor}) in one capture",
                 )
             if body_is_capture and await review_is_open(services.pool, payment_id):
                 # Fraud scoring held it: only the analyst's approval captures it.

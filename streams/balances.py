@@ -16,8 +16,8 @@ Two agents and one repartition hop::
    posting goes to ``ledger.postings`` keyed by its account (the one hop: a payment's events are
    keyed by payment, balances by account).
 2. ``apply_postings`` folds each posting into ``balances[account]`` and, for a merchant's
-   settled accounts, into the tumbling one-day window of ``settlement_view[account]`` (IST days,
-   by the event's time), and projects the touched windows to PostgreSQL
+   settled accounts, into its one-day tumbling window ``settlement_day_view["<account>|<IST
+   date>"]`` (IST days, by the event's time), and projects the touched windows to PostgreSQL
    (``settlement_live``) for the API.
 
 Exactly-once effect over at-least-once delivery, without Faust's ``exactly_once``:
@@ -54,8 +54,8 @@ import weakref
 from collections.abc import Awaitable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Any, cast
+from datetime import UTC, date, datetime
+from typing import Any
 
 import asyncpg
 import faust
@@ -81,7 +81,7 @@ ROUTE_CONSUMER = "balances.route_postings"
 APPLY_CONSUMER = "balances.apply_postings"
 SEEN_TABLE = "lifecycle_seen"
 BALANCES_TABLE = "balances"
-VIEW_TABLE = "settlement_view"
+VIEW_TABLE = "settlement_day_view"
 
 LIFECYCLE_ENTRY_KINDS: tuple[str, ...] = (
     "authorization",
@@ -95,10 +95,6 @@ LIFECYCLE_ENTRY_KINDS: tuple[str, ...] = (
 """Journal entry kinds posted for lifecycle events (``streams.ledger``): what the balances
 tables hold.  Settlement, payout and wallet entries are not in the stream."""
 
-IST_OFFSET_S = 5 * 3600 + 30 * 60
-# A day's window is kept this long in the table (the PostgreSQL projection keeps it for good):
-# long enough for T+7 schedules and a weekend of late events.
-VIEW_WINDOW_DAYS_KEPT = 10
 # A money event whose entry is not (yet) in PostgreSQL: the payments agent emits events only
 # after its transaction committed, so this is retried a few times and then dead-lettered.
 ENTRY_LOOKUP_ATTEMPTS = 5
@@ -239,12 +235,6 @@ def totals_from_json(value: Mapping[str, Any] | None) -> Totals:
         int(value.get("fees_minor", 0)),
         int(value.get("gst_minor", 0)),
     )
-
-
-def window_timestamp(occurred_at: datetime) -> float:
-    """The timestamp the view's one-day tumbling windows use: event time shifted to IST wall
-    time, so Faust's epoch-aligned day windows start at 00:00 IST."""
-    return occurred_at.timestamp() + IST_OFFSET_S
 
 
 def ist_day(occurred_at: datetime) -> date:
@@ -430,19 +420,15 @@ class BalancesProcessor:
             partitions=LEDGER_POSTINGS.partitions,
             help="signed ledger balance per account, with the source marks applied",
         )
-        self.view = (
-            cast(
-                Any,
-                app.Table(
-                    VIEW_TABLE,
-                    default=dict,
-                    partitions=LEDGER_POSTINGS.partitions,
-                    schema=faust.Schema(key_serializer="json", value_serializer="json"),
-                    help="live settlement totals per merchant account and IST day",
-                ).tumbling(timedelta(days=1), expires=timedelta(days=VIEW_WINDOW_DAYS_KEPT)),
-            )
-            # WindowWrapper.relative_to takes a callable; its stub only lists the variants.
-            .relative_to(_event_window_timestamp)
+        # One tumbling day per key: ``<account>|<IST date>``.  The day is computed here from the
+        # posting's event time (IST calendar days, as settlement counts them) rather than by
+        # Faust's windowing, whose epoch-aligned windows cannot be shifted to IST reliably.
+        self.view = app.Table(
+            VIEW_TABLE,
+            default=dict,
+            partitions=LEDGER_POSTINGS.partitions,
+            schema=faust.Schema(key_type=str, key_serializer="json", value_serializer="json"),
+            help="live settlement totals per merchant account and IST day",
         )
 
         self._pg = LazyPool(
@@ -596,24 +582,25 @@ class BalancesProcessor:
         account = posted.account_id
         new = apply_delta(self.balances[account], posting_delta(posted))
         contribution = view_contribution(posted)
-        window = self.view[account]
+        day = ist_day(posted.occurred_at)
+        view_key = f"{account}|{day.isoformat()}"
         if new is not None:
             self.balances[account] = new
             if contribution is not None:
-                current = window.current()
+                current = self.view[view_key]
                 total = add_totals(totals_from_json(current), contribution)
-                self.view[account] = totals_to_json(total) | {
+                self.view[view_key] = totals_to_json(total) | {
                     "postings": int(current.get("postings", 0)) + 1
                 }
         if contribution is None:
             return (0 if new is None else 1), None
-        value = window.current()
+        value = self.view[view_key]
         owner, _ = account_owner_kind(account)
         row = LiveRow(
             account_id=account,
             merchant_id=owner,
             currency=posted.currency,
-            day=ist_day(posted.occurred_at),
+            day=day,
             totals=totals_from_json(value),
             postings=int(value.get("postings", 0)),
         )
@@ -643,14 +630,6 @@ def _decode_lifecycle(event: Event) -> BaseModel:
     if key is not None and key != lifecycle.model_dump()["payment_id"].encode():
         raise DecodeError("key_mismatch", "message key is not its payment_id")
     return lifecycle
-
-
-def _event_window_timestamp(event: Event | None) -> float:
-    """Window time of the current ``ledger.postings`` message: its timestamp (the lifecycle
-    event's ``occurred_at``, set when it was routed) shifted to IST wall time."""
-    if event is None:
-        raise RuntimeError("the settlement view is only updated from its agent")
-    return float(event.message.timestamp or 0.0) + IST_OFFSET_S
 
 
 class BalanceReader:

@@ -35,6 +35,7 @@ import asyncpg
 
 from warehouse.aml.monitor import MonitorResult, run_period
 from warehouse.aml.settings import AmlSettings
+from warehouse.leader import LeaderLock
 from warehouse.reports.gst import ist_month_of, ist_month_window
 
 __all__ = [
@@ -204,24 +205,18 @@ class AmlScheduler:
         self._settings = settings
         self._schedule = schedule
         self._clock = clock
-        self.is_leader = False
+        self._leader = LeaderLock(conn, LEADER_LOCK_KEY)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader.held
 
     async def try_lead(self) -> bool:
         """Take the leader lock if free (idempotent while held)."""
-        if not self.is_leader:
-            self.is_leader = bool(
-                await self._conn.fetchval(
-                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", LEADER_LOCK_KEY
-                )
-            )
-        return self.is_leader
+        return await self._leader.try_acquire()
 
     async def resign(self) -> None:
-        if self.is_leader:
-            await self._conn.execute(
-                "SELECT pg_advisory_unlock(hashtextextended($1, 0))", LEADER_LOCK_KEY
-            )
-            self.is_leader = False
+        await self._leader.release()
 
     async def tick(self, *, month_to_date_now: bool = False) -> list[tuple[ScheduledRun, bool]]:
         """One pass: as leader, run whatever is due (``month_to_date_now`` runs the open month

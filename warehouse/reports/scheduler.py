@@ -31,6 +31,7 @@ from typing import Any
 
 import asyncpg
 
+from warehouse.leader import LeaderLock
 from warehouse.reports.framework import (
     NotReproducible,
     ReportKind,
@@ -122,24 +123,18 @@ class ReportScheduler:
         self._kinds = kinds
         self._clock = clock
         self._blocked_retry = blocked_retry
-        self.is_leader = False
+        self._leader = LeaderLock(conn, LEADER_LOCK_KEY)
+
+    @property
+    def is_leader(self) -> bool:
+        return self._leader.held
 
     async def try_lead(self) -> bool:
         """Take the leader lock if free (idempotent while held)."""
-        if not self.is_leader:
-            self.is_leader = bool(
-                await self._conn.fetchval(
-                    "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", LEADER_LOCK_KEY
-                )
-            )
-        return self.is_leader
+        return await self._leader.try_acquire()
 
     async def resign(self) -> None:
-        if self.is_leader:
-            await self._conn.execute(
-                "SELECT pg_advisory_unlock(hashtextextended($1, 0))", LEADER_LOCK_KEY
-            )
-            self.is_leader = False
+        await self._leader.release()
 
     async def tick(self) -> list[RunOutcome]:
         """One pass: as leader, run every due period that needs it; as stand-by, nothing.
