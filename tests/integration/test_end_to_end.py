@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -117,12 +120,32 @@ async def _at_least(pg: asyncpg.Pool, n: int) -> bool:
     return await count_payments(pg) >= n
 
 
-# Each restart rejoins the group, recovers the Faust tables from their changelogs and resumes at
-# the processors; on a loaded 2-core machine the backlog takes minutes, not seconds.
+@pytest.fixture
+def rules_worker(pg_dsn: str, topic_prefix: str, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A worker that authorizes by RizzPay's rules: this test is about the stream's exactly-once
+    posting under SIGKILL; the processors' side of a crash (attempt log, enquiries, failover)
+    is tests/integration/test_processor_failover.py's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIZZPAY_")}
+    env.update(
+        RIZZPAY_PG_DSN=pg_dsn,
+        RIZZPAY_TOPIC_PREFIX=topic_prefix,
+        RIZZPAY_KAFKA_BOOTSTRAP=ServiceEndpoints().kafka_bootstrap,
+        RIZZPAY_LOG_LEVEL="warning",
+        RIZZPAY_AUTHORIZER="rules",
+    )
+    process = WorkerProcess(env, tmp_path / "worker.log")
+    process.start()
+    yield process
+    process.stop()
+
+
+# Each restart rejoins the group and recovers the Faust tables from their changelogs; on a
+# loaded 2-core machine the backlog takes minutes, not seconds.
 @pytest.mark.timeout(720)
 async def test_worker_sigkilled_mid_burst_posts_every_payment_exactly_once(
-    api, merchant, pg, worker: WorkerProcess
+    api, merchant, pg, rules_worker: WorkerProcess
 ) -> None:
+    worker = rules_worker
     total = 1500
     sender = asyncio.create_task(post_many(api, merchant, total, prefix="chaos"))
     # Kill it while payments are flowing in and being posted, twice, and bring it back.
