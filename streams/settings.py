@@ -47,8 +47,9 @@ class WorkerSettings(ServiceEndpoints):
     commit_interval_s: float = 1.0
     # How soon the group notices a worker that died without leaving (SIGKILL, lost host) and
     # hands its partitions to the others.  Faust's 60 s default holds a dead worker's partitions
-    # for a minute; Kafka's own consumers default to 45 s.  Heartbeats go every third of it.
-    broker_session_timeout_s: float = 10.0
+    # for a minute; Kafka's own consumers default to 45 s.  30 s: with 10 s, live members on a
+    # loaded 2-core machine seemed to drop out of the group.  Heartbeats go every 3 s.
+    broker_session_timeout_s: float = 30.0
     broker_heartbeat_interval_s: float = 3.0
     web_port: int = 6066
     # The gateway's GST registration state (29: Karnataka): decides CGST + SGST versus IGST.
