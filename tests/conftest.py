@@ -188,19 +188,25 @@ def processor_sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Li
         yield listing
 
 
-@pytest.fixture
-def worker(
-    pg_dsn: str, topic_prefix: str, tmp_path: Path, processor_sandboxes: Listing
-) -> Iterator[WorkerProcess]:
-    """A real worker that authorizes through the processors' sandboxes."""
+def worker_base_env(pg_dsn: str, topic_prefix: str) -> dict[str, str]:
+    """A test worker's environment: this test's database and topics, none of the developer's
+    own ``RIZZPAY_*`` settings."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RIZZPAY_")}
     env.update(
         RIZZPAY_PG_DSN=pg_dsn,
         RIZZPAY_TOPIC_PREFIX=topic_prefix,
         RIZZPAY_KAFKA_BOOTSTRAP=ServiceEndpoints().kafka_bootstrap,
         RIZZPAY_LOG_LEVEL=os.environ.get("RIZZPAY_TEST_WORKER_LOG_LEVEL", "warning"),
-        **worker_env(processor_sandboxes),
     )
+    return env
+
+
+@pytest.fixture
+def worker(
+    pg_dsn: str, topic_prefix: str, tmp_path: Path, processor_sandboxes: Listing
+) -> Iterator[WorkerProcess]:
+    """A real worker that authorizes through the processors' sandboxes."""
+    env = worker_base_env(pg_dsn, topic_prefix) | worker_env(processor_sandboxes)
     process = WorkerProcess(env, tmp_path / "worker.log")
     process.start()
     yield process

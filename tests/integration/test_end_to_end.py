@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ from models.ids import new_event_id, payment_id_for
 from models.methods import UpiMethod
 from models.money import Money
 from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
-from tests.conftest import Merchant, WorkerProcess, wait_for
+from tests.conftest import Merchant, WorkerProcess, wait_for, worker_base_env
 from tests.integration.kafka_helpers import read_topic, value_of
 from tests.integration.ledger_checks import assert_ledger_invariants
 
@@ -125,14 +124,7 @@ def rules_worker(pg_dsn: str, topic_prefix: str, tmp_path: Path) -> Iterator[Wor
     """A worker that authorizes by RizzPay's rules: this test is about the stream's exactly-once
     posting under SIGKILL; the processors' side of a crash (attempt log, enquiries, failover)
     is tests/integration/test_processor_failover.py's."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RIZZPAY_")}
-    env.update(
-        RIZZPAY_PG_DSN=pg_dsn,
-        RIZZPAY_TOPIC_PREFIX=topic_prefix,
-        RIZZPAY_KAFKA_BOOTSTRAP=ServiceEndpoints().kafka_bootstrap,
-        RIZZPAY_LOG_LEVEL="warning",
-        RIZZPAY_AUTHORIZER="rules",
-    )
+    env = worker_base_env(pg_dsn, topic_prefix) | {"RIZZPAY_AUTHORIZER": "rules"}
     process = WorkerProcess(env, tmp_path / "worker.log")
     process.start()
     yield process
