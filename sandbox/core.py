@@ -59,6 +59,12 @@ class SandboxSettings:
     action_expiry_s: int = 600  # 3-D Secure and netbanking pages stay open 10 minutes
     va_validity_s: int = 86_400
 
+    @property
+    def upi_late_success_ms(self) -> int:
+        """When a late-success collect (``sandbox.instruments``) turns from expired to paid:
+        one more expiry period after it expired."""
+        return 2 * self.upi_expiry_ms
+
     def __post_init__(self) -> None:
         if not 0 <= self.latency_ms_min <= self.latency_ms_max:
             raise ValueError("need 0 <= latency_ms_min <= latency_ms_max")

@@ -26,6 +26,7 @@ Outcome = Literal[
     "expired_card",
     "invalid_vpa",
     "upi_timeout",
+    "upi_late_success",
     "bank_rejected",
     "three_d_secure",
     "invalid_number",
@@ -54,6 +55,10 @@ TEST_CARDS: Mapping[str, str] = {
 UPI_PREFIX_OUTCOMES: tuple[tuple[str, Outcome], ...] = (
     ("invalid", "invalid_vpa"),  # refused when the collect request is created
     ("timeout", "upi_timeout"),  # never approved: expires after upi_expiry_ms
+    # Reported expired after upi_expiry_ms, then the remitter bank's debit is confirmed after
+    # SandboxSettings.upi_late_success_ms (NPCI's "deemed success" after a timeout): the
+    # customer was debited for a payment the gateway already saw fail.
+    ("late", "upi_late_success"),
     ("nofunds", "insufficient_funds"),  # approved, then the remitter bank declines
     ("reject", "bank_rejected"),  # the remitter bank rejects
 )

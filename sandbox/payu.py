@@ -122,12 +122,16 @@ class PayuSandbox:
 
     def advance(self, txn: Txn) -> None:
         """Lazily apply the customer's side: UPI approval/expiry, abandoned redirect pages."""
-        if txn.status != "pending":
-            return
         elapsed_ms = (self.state.now_s() - txn.created_at) * 1000
         settings = self.state.settings
+        if txn.planned == "upi_late_success" and txn.status == "failure":
+            if elapsed_ms >= settings.upi_late_success_ms:
+                self._succeed(txn)
+            return
+        if txn.status != "pending":
+            return
         if txn.mode == "UPI":
-            if txn.planned == "upi_timeout":
+            if txn.planned in ("upi_timeout", "upi_late_success"):
                 if elapsed_ms >= settings.upi_expiry_ms:
                     self._fail(txn, ERRORS["upi_timeout"])
             elif elapsed_ms >= settings.upi_approve_ms:

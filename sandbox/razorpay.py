@@ -176,12 +176,17 @@ class RazorpaySandbox:
         """Apply what the customer's side did since the payment was created (lazily, on read):
         a UPI collect is approved after ``upi_approve_ms`` or expires after ``upi_expiry_ms``;
         a 3-D Secure or netbanking page left open expires after ``action_expiry_s``."""
-        if payment.status != "created":
-            return
         elapsed_s = self.state.now_s() - payment.created_at
         settings = self.state.settings
+        if payment.planned == "upi_late_success" and payment.status == "failed":
+            if elapsed_s * 1000 >= settings.upi_late_success_ms:
+                payment.error = None
+                self._authorize(payment)
+            return
+        if payment.status != "created":
+            return
         if payment.method == "upi":
-            if payment.planned == "upi_timeout":
+            if payment.planned in ("upi_timeout", "upi_late_success"):
                 if elapsed_s * 1000 >= settings.upi_expiry_ms:
                     self._fail(payment, DECLINES["upi_timeout"])
             elif elapsed_s * 1000 >= settings.upi_approve_ms:

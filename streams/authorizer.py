@@ -336,6 +336,11 @@ class ConnectorAuthorizer:
             result = await router.status(request.payment_id)
         return commands_for(state, result, now)
 
+    async def status_of(self, payment_id: str) -> StatusResult | None:
+        """What the processor that may hold ``payment_id`` says of it now (``None``: none
+        was asked to charge it)."""
+        return await (await self.router()).status(payment_id)
+
     async def aclose(self) -> None:
         for connector in self._connectors.values():
             await connector.aclose()

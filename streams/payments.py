@@ -35,6 +35,7 @@ from models.methods import MethodType
 from models.topics import PAYMENTS_DEADLETTER, PAYMENTS_LIFECYCLE, PAYMENTS_SCORED
 from streams.app import batch_agent, raw_topic
 from streams.authorizer import ConnectorAuthorizer, ConnectorAuthorizerConfig
+from streams.connectors.base import Approved
 from streams.connectors.cards import SandboxCardVault
 from streams.connectors.settings import build_connectors
 from streams.deadletters import dead_letter_key, dead_letter_of
@@ -46,6 +47,7 @@ from streams.processor_operations import OperationSender, OperationSenderConfig
 from streams.retry import LazyPool, retry_transient
 from streams.scoring import ScoredRequest, risk_verdict, scored_request
 from streams.settings import WorkerSettings
+from warehouse.late_debits import late_debit_candidates, record_late_debit
 from warehouse.payments import (
     BatchResult,
     CommandRefused,
@@ -218,6 +220,8 @@ class PaymentsProcessor:
                 ),
             )
             app.timer(settings.processor_poll_interval_s, on_leader=True)(self.operations.run)
+            # Ended payments the processor may still have debited (warehouse/late_debits.py).
+            app.timer(settings.processor_poll_interval_s, on_leader=True)(self.watch_late_debits)
 
     def _default_authorizer(self, settings: WorkerSettings) -> Authorizer:
         if not settings.uses_connectors:
@@ -373,6 +377,51 @@ class PaymentsProcessor:
 
         await asyncio.gather(*(one(w) for w in waiting))
         return len(changed)
+
+    async def watch_late_debits(self) -> int:
+        """One round of the late-debit watch: ask the processors about recently ended payments
+        they held; record each one found debited after all and queue its reversal
+        (``warehouse.late_debits``).  Returns how many were found.  A failed round is logged
+        and left to the next one, like the poller's."""
+        if not isinstance(self.authorizer, ConnectorAuthorizer):
+            return 0
+        try:
+            return await self._watch_late_debits_once(self.authorizer)
+        except Exception:  # a round must never kill the worker; the next round retries
+            log.exception("late-debit watch failed; the next round retries")
+            return 0
+
+    async def _watch_late_debits_once(self, authorizer: ConnectorAuthorizer) -> int:
+        pool = await self.pool()
+        candidates = await late_debit_candidates(
+            pool,
+            self.settings.processor_poll_batch_max,
+            interval_s=self.settings.late_debit_poll_interval_s,
+            watch_s=self.settings.late_debit_watch_s,
+        )
+        gate = asyncio.Semaphore(self.settings.charge_concurrency_max)
+
+        async def one(item: Awaiting) -> bool:
+            async with gate:
+                found = await authorizer.status_of(item.request.payment_id)
+            if not isinstance(found, Approved):
+                return False
+            operation_id = await record_late_debit(pool, item, found, now=datetime.now(UTC))
+            if operation_id is None:
+                return False
+            log.warning(
+                "%s ended %s but %s %s %d %s: recorded a failed transaction, reversal %s queued",
+                item.request.payment_id,
+                item.state.status.value,
+                found.provider,
+                "took" if found.captured else "holds",
+                found.amount_minor,
+                found.currency,
+                operation_id,
+            )
+            return True
+
+        return sum(await asyncio.gather(*(one(c) for c in candidates)))
 
     async def _announce(self, events: Sequence[LifecycleEvent]) -> None:
         """Send lifecycle events and wait until the broker acknowledged every one."""

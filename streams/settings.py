@@ -85,6 +85,11 @@ class WorkerSettings(ServiceEndpoints):
     # A payment waiting long (a bank transfer not yet sent) is asked about less often: every
     # eighth of its age, at most this often.
     processor_poll_backoff_s_max: float = Field(default=60.0, gt=0)
+    # Ended payments a processor may still turn into a debit (a timed-out UPI collect, an
+    # expired or failed one) are asked about this often while they ended less than
+    # ``late_debit_watch_s`` ago (default 5 days, the longest RBI turnaround we carry).
+    late_debit_poll_interval_s: float = Field(default=300.0, gt=0)
+    late_debit_watch_s: float = Field(default=5 * 86_400.0, gt=0)
 
     @property
     def uses_connectors(self) -> bool:

@@ -77,4 +77,5 @@ def worker_env(listing: Listing) -> dict[str, str]:
         "RIZZPAY_AUTHORIZER": "connectors",
         "RIZZPAY_PROCESSOR_POLL_INTERVAL_S": "0.25",
         "RIZZPAY_PROCESSOR_ENQUIRY_DELAY_S": "0.3",
+        "RIZZPAY_LATE_DEBIT_POLL_INTERVAL_S": "0.5",
     }

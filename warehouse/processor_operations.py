@@ -168,11 +168,21 @@ async def remember_payment_ref(pool: asyncpg.Pool, payment_id: str, provider_ref
 
 
 async def record_done(pool: asyncpg.Pool, op: Operation, provider_operation_ref: str) -> None:
+    """Mark ``op`` done; if it reverses a late debit (``warehouse.late_debits``), mark that
+    debit reversed by it in the same statement."""
     await pool.execute(
-        """UPDATE processor_operations
-              SET status = 'done', provider_operation_ref = $3, last_error = NULL,
-                  updated_at = clock_timestamp()
-            WHERE payment_id = $1 AND operation_id = $2 AND status = 'pending'""",
+        """WITH done AS (
+               UPDATE processor_operations
+                  SET status = 'done', provider_operation_ref = $3, last_error = NULL,
+                      updated_at = clock_timestamp()
+                WHERE payment_id = $1 AND operation_id = $2 AND status = 'pending'
+            RETURNING payment_id, operation_id, updated_at)
+           UPDATE failed_transactions f
+              SET reversed_at = greatest(done.updated_at, f.debited_at), reversal_ref = $3
+             FROM done
+            WHERE f.payment_id = done.payment_id
+              AND f.reversal_operation_id = done.operation_id
+              AND f.reversed_at IS NULL""",
         op.payment_id,
         op.operation_id,
         provider_operation_ref,

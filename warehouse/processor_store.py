@@ -151,6 +151,11 @@ async def awaiting_payments(
                 WHERE payment_id = ANY($1::text[])""",
             [r["payment_id"] for r in rows],
         )
+    return awaiting_from_rows(rows)
+
+
+def awaiting_from_rows(rows: Sequence[asyncpg.Record]) -> list[Awaiting]:
+    """Rows with ``request`` and ``lifecycle`` (JSON text) and ``provider`` as payments."""
     awaiting: list[Awaiting] = []
     for r in rows:
         request = PAYMENTS_REQUESTED.decode(r["request"].encode())

@@ -372,6 +372,29 @@ async def test_upi_collect_completes_asynchronously(
 
 
 @pytest.mark.parametrize("provider", INDIAN_PROVIDERS)
+async def test_a_timed_out_collect_can_turn_into_a_debit_that_is_refunded(
+    connectors: dict[ProviderName, Connector], admin: Admin, provider: ProviderName
+) -> None:
+    """NPCI's deemed success: the collect is reported timed out, then the remitter bank's debit
+    is confirmed; the status enquiry must show it, and a refund must reach it."""
+    connector = connectors[provider]
+    request = charge_request(UpiMethod(vpa="late.confirm@okhdfc"))
+    assert isinstance(await connector.charge(request), RequiresAction)
+    assert_outcome(await settle(connector, request.payment_id), "upi_timeout", 0)
+    deadline = time.monotonic() + 5.0
+    while not isinstance(found := await connector.status(request.payment_id), Approved):
+        assert isinstance(found, Declined), found  # stays timed out until the bank confirms
+        assert time.monotonic() < deadline, f"{request.payment_id} never confirmed"
+        await asyncio.sleep(0.05)
+    assert (found.captured, found.amount_minor) == (True, request.amount_minor)
+    ref = PaymentRef(request.payment_id, found.provider_ref, request.currency)
+    refund_id = f"rfd_{uuid.uuid4().hex[:20]}"
+    assert isinstance(await connector.refund(ref, request.amount_minor, refund_id), Done)
+    [entry] = await admin.entries_for({request.payment_id})
+    assert entry["refunded_minor"] == request.amount_minor
+
+
+@pytest.mark.parametrize("provider", INDIAN_PROVIDERS)
 async def test_an_invalid_vpa_is_declined_at_once(
     connectors: dict[ProviderName, Connector], provider: ProviderName
 ) -> None:

@@ -184,18 +184,20 @@ async def record_failed_transaction(
     debited_at: datetime,
     now: datetime,
     payment_id: str | None = None,
+    reversal_operation_id: str | None = None,
 ) -> bool:
     """Record a debit that must be reversed; ``False`` if ``txn_id`` was already recorded (a
-    retry changes nothing).  Raises ``ValueError`` for an unknown channel or a non-positive
-    amount."""
+    retry changes nothing).  ``reversal_operation_id``: the processor operation queued to
+    reverse it, which marks the row reversed when done (``warehouse.late_debits``).  Raises
+    ``ValueError`` for an unknown channel or a non-positive amount."""
     if channel not in REVERSAL_TAT and channel not in ("netbanking", "neft", "rtgs", "wallet"):
         raise ValueError(f"unknown channel {channel!r}")
     if amount_minor <= 0:
         raise ValueError("amount_minor must be positive")
     status = await conn.execute(
         """INSERT INTO failed_transactions (txn_id, payment_id, merchant_id, channel,
-               amount_minor, currency, debited_at, recorded_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (txn_id) DO NOTHING""",
+               amount_minor, currency, debited_at, recorded_at, reversal_operation_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (txn_id) DO NOTHING""",
         txn_id,
         payment_id,
         merchant_id,
@@ -204,6 +206,7 @@ async def record_failed_transaction(
         currency,
         debited_at,
         now,
+        reversal_operation_id,
     )
     return bool(status.endswith(" 1"))
 
