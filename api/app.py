@@ -39,6 +39,7 @@ from api.idempotency import (
 )
 from api.live import router as live_router
 from api.notifications import router as notifications_router
+from api.pii import DeviceTokens
 from api.problems import Problem, handle_problem, handle_unexpected
 from api.publisher import BrokerUnavailable, KafkaPublisher
 from api.reads import router as reads_router
@@ -49,6 +50,7 @@ from api.schemas import (
     PaymentView,
     RefundCreate,
     VoidCreate,
+    device_tokens_of,
     parse_body,
     parse_payment_create,
 )
@@ -122,7 +124,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         merchant_id = await authenticate(request)
         key = check_idempotency_key(request.headers.get("idempotency-key"))
         body = parse_payment_create(await request.body())
-        stored, replayed = await accept_payment(services, merchant_id, key, body)
+        device = device_tokens_of(body, services.settings.pii_token_key)
+        stored, replayed = await accept_payment(services, merchant_id, key, body, device)
         return stored_json(stored, replayed=replayed)
 
     for route, model in (
@@ -324,10 +327,15 @@ async def accept_idempotently(
 
 
 async def accept_payment(
-    services: Services, merchant_id: str, key: str, body: PaymentCreate
+    services: Services,
+    merchant_id: str,
+    key: str,
+    body: PaymentCreate,
+    device: DeviceTokens | None = None,
 ) -> tuple[StoredResponse, bool]:
-    """Publish a payment once per (merchant, key)."""
-    fingerprint = body.fingerprint()
+    """Publish a payment once per (merchant, key).  ``device`` holds the keyed tokens of the
+    body's device (:func:`api.schemas.device_tokens_of`): only they reach the event."""
+    fingerprint = body.fingerprint(device)
     payment_id = payment_id_for(merchant_id, key)
 
     async def prepare() -> Accepted | StoredResponse:
@@ -348,6 +356,8 @@ async def accept_payment(
             customer_id=body.customer_id,
             description=body.description,
             capture=body.capture,
+            device_id=device.device_id if device else None,
+            ip=device.ip if device else None,
         )
         view = PaymentView(
             id=payment_id,

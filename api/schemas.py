@@ -3,20 +3,74 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from api.pii import DeviceTokens, device_tokens
 from api.problems import Problem
 from models.methods import RTGS_MIN_MINOR_INR, PaymentMethod
 from models.money import INT64_MAX, AmountMinor, check_currency
 
+#: Longest device id accepted (characters): SDK fingerprints and vendor ids fit well within it.
+DEVICE_ID_LEN_MAX = 128
+
+
+class DeviceInfo(BaseModel):
+    """The payer's device, as the merchant's app or checkout saw it; both parts optional.
+
+    ``ip`` is an IPv4 or IPv6 address, normalised to its compressed form (an IPv4-mapped IPv6
+    address becomes the IPv4 address), so one client written two ways is one key for the fraud
+    features.  Neither value leaves the intake: they are replaced by keyed tokens (api/pii.py).
+    Error messages never echo the value.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str | None = Field(default=None, min_length=1, max_length=DEVICE_ID_LEN_MAX)
+    ip: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _printable_id(cls, value: str | None) -> str | None:
+        if value is not None and not value.isprintable():
+            raise ValueError("device id must be printable text (no control characters)")
+        return value
+
+    @field_validator("ip")
+    @classmethod
+    def _ip_address(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            # Scoped (link-local) addresses name an interface, not a client.
+            if "%" in value:
+                raise ValueError
+            address = ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError("ip must be an IPv4 or IPv6 address") from None
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return address.compressed
+
 
 class PaymentCreate(BaseModel):
-    """``POST /v1/payments``: ``amount`` is an integer in minor units (paise for INR)."""
+    """``POST /v1/payments``: ``amount`` is an integer in minor units (paise for INR).
+
+    ``device`` is optional; ``{}`` (or both parts null) is the same as leaving it out.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -26,15 +80,40 @@ class PaymentCreate(BaseModel):
     customer_id: str | None = Field(default=None, max_length=64)
     description: str | None = Field(default=None, max_length=255)
     capture: Literal["automatic", "manual"] = "automatic"
+    device: DeviceInfo | None = None
 
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str) -> str:
         return check_currency(value)
 
-    def fingerprint(self) -> str:
-        """SHA-256 of the canonical request: equal bodies, however formatted, match."""
-        canonical = orjson.dumps(self.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_device_is_none(cls, data: Any) -> Any:
+        device = data.get("device") if isinstance(data, dict) else None
+        if (
+            isinstance(device, dict)
+            and set(device) <= {"id", "ip"}
+            and all(v is None for v in device.values())
+        ):
+            return {**data, "device": None}
+        return data
+
+    def fingerprint(self, device: DeviceTokens | None = None) -> str:
+        """SHA-256 of the canonical request: equal bodies, however formatted, match.
+
+        Without ``device`` the canonical form has no ``device`` key at all, exactly as before the
+        field existed, so keys stored then still match.  With one, its keyed tokens stand in for
+        the raw values (pass them as ``device``): the fingerprint is stored in Redis, PostgreSQL
+        and on Kafka, and an unkeyed hash over an IP could be brute-forced back to it.  Raises
+        ValueError when the body has a device and no tokens are given.
+        """
+        data = self.model_dump(mode="json", exclude={"device"})
+        if self.device is not None:
+            if device is None:
+                raise ValueError("a body with a device is fingerprinted over its device tokens")
+            data["device"] = device.canonical()
+        canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(canonical).hexdigest()
 
 
@@ -125,6 +204,23 @@ def parse_payment_create(raw: bytes) -> PaymentCreate:
     return request
 
 
+def device_tokens_of(body: PaymentCreate, key: SecretStr | None) -> DeviceTokens | None:
+    """The keyed tokens of the body's device (None without one), or a 503 problem when the
+    intake has no token key: a payment is refused rather than published with raw values or
+    silently without its device."""
+    if body.device is None:
+        return None
+    if key is None:
+        raise Problem(
+            503,
+            "device_tokens_unavailable",
+            "Device details cannot be accepted now",
+            "The intake has no PII token key configured (RIZZPAY_PII_TOKEN_KEY); retry later "
+            "or send the payment without `device`",
+        )
+    return device_tokens(key.get_secret_value().encode(), body.device.id, body.device.ip)
+
+
 # The first matching (field, pydantic error type) decides the stable code.
 _CODES: tuple[tuple[str | None, str | None, str, str], ...] = (
     (None, "extra_forbidden", "unknown_field", "Unknown field"),
@@ -133,6 +229,7 @@ _CODES: tuple[tuple[str | None, str | None, str, str], ...] = (
     ("amount", None, "invalid_amount", "Amount must be an integer in minor units"),
     ("currency", None, "unsupported_currency", "Currency not supported"),
     ("method", None, "invalid_method", "Payment method is invalid"),
+    ("device", None, "invalid_device", "Device details are invalid"),
 )
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from api.pii import TOKEN_KEY_LEN_MIN
 from models.config import ServiceEndpoints
 from streams.webhooks.settings import WebhookSettings
 
@@ -25,3 +26,16 @@ class ApiSettings(ServiceEndpoints):
     # Authenticates the operator routes (dispute notices from the processor integration);
     # unset, those routes are disabled (RIZZPAY_OPERATOR_TOKEN).
     operator_token: SecretStr | None = None
+    # Keys the HMAC tokens that replace the payer's device id and IP before anything leaves the
+    # intake (RIZZPAY_PII_TOKEN_KEY; api/pii.py).  `rizzpay stack up` generates one into
+    # stack.env; docker-compose and the Helm chart require it.  Unset, a payment that carries a
+    # `device` is refused (503) rather than published without its tokens.  Changing it restarts
+    # the device and IP features (docs/fraud.md).
+    pii_token_key: SecretStr | None = None
+
+    @field_validator("pii_token_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < TOKEN_KEY_LEN_MIN:
+            raise ValueError(f"must be at least {TOKEN_KEY_LEN_MIN} characters")
+        return value

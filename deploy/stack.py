@@ -1274,6 +1274,19 @@ def _record_endpoints(settings: StackSettings, chosen: Iterable[ServiceName]) ->
             _write_env_value(env_file, variable, urls[name])
 
 
+PII_TOKEN_KEY_VARIABLE = "RIZZPAY_PII_TOKEN_KEY"  # noqa: S105  (the variable's name)
+
+
+def _ensure_pii_token_key(env_file: Path) -> None:
+    """Generate the API's PII token key (api/pii.py) once and keep it in stack.env (0600).
+
+    Never replaced once written: a new key changes every device and IP token, which restarts
+    those fraud features (docs/fraud.md)."""
+    if not _read_env_file(env_file).get(PII_TOKEN_KEY_VARIABLE):
+        env_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_env_value(env_file, PII_TOKEN_KEY_VARIABLE, secrets.token_hex(32))
+
+
 def stack_up(
     settings: StackSettings, services: Iterable[ServiceName] | None = None
 ) -> list[ServiceStatus]:
@@ -1323,6 +1336,7 @@ def stack_up(
     if errors:
         raise StackError.combine(errors)
     _record_endpoints(settings, chosen)
+    _ensure_pii_token_key(stack_paths(settings).env_file)
     rows = [service_status(settings, name) for name in chosen]
     return [
         ServiceStatus(r.name, r.state, r.endpoint, r.managed, r.pid, notes.get(r.name, r.detail))

@@ -63,8 +63,11 @@ def transaction_for(request: PaymentRequested) -> dict[str, Any]:
     """The feature inputs of a requested payment (without its time; see :func:`score_batch`).
 
     The merchant is the terminal; a card is its BIN and last four digits (never more, PCI DSS);
-    a UPI payment's VPA is its own key.  ``device_id`` and ``ip`` are not on the request yet, so
-    their features are 0.  ``transaction_id`` is the payment id, so a label given later
+    a UPI payment's VPA is its own key.  ``device_id`` and ``ip`` are the intake's keyed tokens
+    (``dev_…``, ``ip_…``; api/pii.py), never the raw values: equal devices and IPs have equal
+    tokens, so the velocity and novelty features count them as the offline definitions do; a
+    request without them (or from before they existed) gives 0 for those features.
+    ``transaction_id`` is the payment id, so a label given later
     (:meth:`FeatureState.observe_label`) finds it.
     """
     method = request.method
@@ -78,8 +81,8 @@ def transaction_for(request: PaymentRequested) -> dict[str, Any]:
         "card_bin": method.bin if isinstance(method, CardMethod) else None,
         "card_last4": method.last4 if isinstance(method, CardMethod) else None,
         "vpa": method.vpa if isinstance(method, UpiMethod) else None,
-        "device_id": None,
-        "ip": None,
+        "device_id": request.device_id,
+        "ip": request.ip,
     }
 
 

@@ -55,6 +55,10 @@ class PaymentRequested(_Event):
     customer_id: str | None = Field(default=None, max_length=64)
     description: str | None = Field(default=None, max_length=255)
     capture: Literal["automatic", "manual"] = "automatic"
+    # The payer's device and IP as keyed tokens (api/pii.py), never the raw values; None when
+    # the request named none (and on every message written before they existed).
+    device_id: str | None = Field(default=None, pattern=r"^dev_[0-9a-f]{32}$")
+    ip: str | None = Field(default=None, pattern=r"^ip_[0-9a-f]{32}$")
 
 
 class CaptureRequested(_Event):
