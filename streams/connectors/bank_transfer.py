@@ -22,9 +22,7 @@ Money: rupee strings with two decimals (``amounts.to_bank_amount``); INR only.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
-
-import httpx
+from typing import Any, Literal, Unpack
 
 from models.events import DeclineCode
 from models.methods import BankTransferMethod
@@ -54,15 +52,7 @@ from streams.connectors.base import (
     enquiry_error,
     unexpected,
 )
-from streams.connectors.breaker import CircuitBreaker
-from streams.connectors.http import (
-    CallFailed,
-    HttpConnector,
-    HttpSettings,
-    ProviderHttp,
-    json_object,
-    make_client,
-)
+from streams.connectors.http import CallFailed, HttpConnector, HttpOptions, json_object
 
 NAME: ProviderName = "bank_transfer"
 IMPS_MAX_MINOR = METHOD_LIMIT_MINOR_INR["imps"]
@@ -94,23 +84,11 @@ class BankTransferConnector(HttpConnector):
         api_key: str,
         settlement_account: str,
         settlement_ifsc: str,
-        http_settings: HttpSettings | None = None,
-        breaker: CircuitBreaker | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[HttpOptions],
     ) -> None:
-        settings = http_settings or HttpSettings()
-        client = make_client(
-            base_url,
-            settings,
-            headers={"X-Client-Id": client_id, "X-Api-Key": api_key},
-            transport=transport,
-        )
-        super().__init__(ProviderHttp(client, breaker or CircuitBreaker(NAME), settings))
+        headers = {"X-Client-Id": client_id, "X-Api-Key": api_key}
+        super().__init__(NAME, base_url, headers=headers, **options)
         self._settlement = {"ifsc": settlement_ifsc, "accountNumber": settlement_account}
-
-    @property
-    def name(self) -> ProviderName:
-        return NAME
 
     async def charge(self, request: ChargeRequest) -> ChargeResult:
         method = request.method
@@ -126,20 +104,29 @@ class BankTransferConnector(HttpConnector):
             "remitter": {"ifsc": method.ifsc, "accountLast4": method.account_last4},
             "remarks": f"RizzPay {request.payment_id}",
         }
-        try:
-            response = await self._http.request(
-                "POST", "/cbs/v1/virtual-accounts", idempotent=True, json=body
-            )
-        except CallFailed as exc:
-            # Opening a VA moves no money; the customer can only pay once they see it.
-            return call_error(NAME, exc, money_moving=False)
-        answer = json_object(response) or {}
-        if response.status_code in (200, 201) and isinstance(answer.get("virtualAccount"), dict):
+        # Opening a VA moves no money; the customer can only pay once they see it.
+        sent = await self._post("/cbs/v1/virtual-accounts", body, money_moving=False)
+        if isinstance(sent, ProcessorError):
+            return sent
+        status_code, answer = sent
+        if status_code in (200, 201) and isinstance(answer.get("virtualAccount"), dict):
             return _from_va(answer["virtualAccount"])
         code = str(answer.get("errorCode"))
-        if response.status_code == 422 and code in DECLINE_CODES:
+        if status_code == 422 and code in DECLINE_CODES:
             return Declined(NAME, DECLINE_CODES[code], code, str(answer.get("errorMessage")))
-        return unexpected(NAME, response.status_code, answer, charge_possible=False)
+        return unexpected(NAME, status_code, answer, charge_possible=False)
+
+    async def _post(
+        self, path: str, body: dict[str, Any] | None, *, money_moving: bool
+    ) -> tuple[int, dict[str, Any]] | ProcessorError:
+        """POST ``body``: the answer's status and JSON object (empty if none), or the error for
+        a call that got no answer.  Every bank POST names a ``clientReference`` the bank
+        deduplicates, so it is retried even after an ambiguous failure."""
+        try:
+            response = await self._http.request("POST", path, idempotent=True, json=body)
+        except CallFailed as exc:
+            return call_error(NAME, exc, money_moving=money_moving)
+        return response.status_code, json_object(response) or {}
 
     async def _va(self, payment_id: str) -> dict[str, Any] | None:
         response = await self._http.request(
@@ -197,15 +184,12 @@ class BankTransferConnector(HttpConnector):
             "beneficiary": {"ifsc": payer.get("ifsc"), "accountNumber": payer.get("accountNumber")},
             "remarks": f"Refund {refund_id} of {ref.payment_id}",
         }
-        try:
-            response = await self._http.request(
-                "POST", "/cbs/v1/transfers", idempotent=True, json=body
-            )
-        except CallFailed as exc:
-            return call_error(NAME, exc, money_moving=True)
-        answer = json_object(response) or {}
+        sent = await self._post("/cbs/v1/transfers", body, money_moving=True)
+        if isinstance(sent, ProcessorError):
+            return sent
+        status_code, answer = sent
         transfer = answer.get("transfer")
-        if response.status_code in (200, 201) and isinstance(transfer, dict):
+        if status_code in (200, 201) and isinstance(transfer, dict):
             if transfer.get("status") == "REJECTED":
                 return Refused(
                     NAME, str(transfer.get("rejectCode")), str(transfer.get("rejectReason"))
@@ -214,14 +198,12 @@ class BankTransferConnector(HttpConnector):
         return Refused(NAME, str(answer.get("errorCode")), str(answer.get("errorMessage")))
 
     async def void(self, ref: PaymentRef) -> OperationResult:
-        try:
-            response = await self._http.request(
-                "POST", f"/cbs/v1/virtual-accounts/{ref.payment_id}/close", idempotent=True
-            )
-        except CallFailed as exc:
-            return call_error(NAME, exc, money_moving=False)
-        answer = json_object(response) or {}
-        if response.status_code == 200:
+        path = f"/cbs/v1/virtual-accounts/{ref.payment_id}/close"
+        sent = await self._post(path, None, money_moving=False)
+        if isinstance(sent, ProcessorError):
+            return sent
+        status_code, answer = sent
+        if status_code == 200:
             return Done(NAME, ref.provider_ref, 0)
         return Refused(NAME, str(answer.get("errorCode")), str(answer.get("errorMessage")))
 

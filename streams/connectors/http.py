@@ -25,11 +25,15 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, Unpack
 
 import httpx
 
 from streams.connectors.breaker import CircuitBreaker
+
+if TYPE_CHECKING:
+    # base.py imports CallFailed from here; the provider names are only annotations here.
+    from streams.connectors.base import ProviderName
 
 FailureKind = Literal["not_sent", "ambiguous"]
 
@@ -236,12 +240,42 @@ def _snippet(response: httpx.Response) -> str:
     return response.text[:200]
 
 
-class HttpConnector:
-    """What every HTTP connector shares: the circuit breaker guarding its calls, and closing
-    its client."""
+class HttpOptions(TypedDict, total=False):
+    """How a connector reaches its provider, apart from the URL and credentials: the client's
+    timeouts and retry budget (default :class:`HttpSettings`), the breaker (default: a fresh
+    one named after the provider) and, for tests, the transport."""
 
-    def __init__(self, http: ProviderHttp) -> None:
-        self._http = http
+    http_settings: HttpSettings | None
+    breaker: CircuitBreaker | None
+    transport: httpx.AsyncBaseTransport | None
+
+
+class HttpConnector:
+    """What every HTTP connector shares: its provider's name, the client built from the entry
+    point's settings (credentials go in as ``auth`` or ``headers``), the circuit breaker guarding
+    its calls, and closing the client.  Each connector's constructor takes its credentials and
+    passes :class:`HttpOptions` through unchanged."""
+
+    def __init__(
+        self,
+        name: ProviderName,
+        base_url: str,
+        *,
+        auth: httpx.Auth | tuple[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        **options: Unpack[HttpOptions],
+    ) -> None:
+        settings = options.get("http_settings") or HttpSettings()
+        breaker = options.get("breaker") or CircuitBreaker(name)
+        client = make_client(
+            base_url, settings, auth=auth, headers=headers, transport=options.get("transport")
+        )
+        self._name: ProviderName = name
+        self._http = ProviderHttp(client, breaker, settings)
+
+    @property
+    def name(self) -> ProviderName:
+        return self._name
 
     @property
     def breaker(self) -> CircuitBreaker:

@@ -29,9 +29,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from typing import Any
-
-import httpx
+from typing import Any, Unpack
 
 from models.events import DeclineCode
 from models.methods import BankTransferMethod, CardMethod, NetbankingMethod, UpiMethod
@@ -58,16 +56,8 @@ from streams.connectors.base import (
     enquiry_error,
     unexpected,
 )
-from streams.connectors.breaker import CircuitBreaker
 from streams.connectors.cards import CardVault, network_for_bin
-from streams.connectors.http import (
-    CallFailed,
-    HttpConnector,
-    HttpSettings,
-    ProviderHttp,
-    json_object,
-    make_client,
-)
+from streams.connectors.http import CallFailed, HttpConnector, HttpOptions, json_object
 
 NAME: ProviderName = "payu"
 COMMAND_PATH = "/merchant/postservice.php"
@@ -134,20 +124,12 @@ class PayuConnector(HttpConnector):
         key: str,
         salt: str,
         vault: CardVault,
-        http_settings: HttpSettings | None = None,
-        breaker: CircuitBreaker | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[HttpOptions],
     ) -> None:
-        settings = http_settings or HttpSettings()
-        client = make_client(base_url, settings, transport=transport)
-        super().__init__(ProviderHttp(client, breaker or CircuitBreaker(NAME), settings))
+        super().__init__(NAME, base_url, **options)
         self._key = key
         self._salt = salt
         self._vault = vault
-
-    @property
-    def name(self) -> ProviderName:
-        return NAME
 
     # --- charge ----------------------------------------------------------------------------
 
@@ -299,7 +281,12 @@ class PayuConnector(HttpConnector):
         return await self._operation("cancel_transaction", ref, f"void_{ref.payment_id}", None)
 
 
-def _approved(mihpayid: str, unmapped: str, amount: str, bank_ref: object) -> ChargeResult:
+def _approved(entry: dict[str, Any], amount_field: str) -> ChargeResult:
+    """A successful payment.  ``_payment`` answers and ``verify_payment`` entries name the same
+    fields but for the amount (``amount`` and ``amt``): ``amount_field`` says which."""
+    mihpayid = str(entry.get("mihpayid", ""))
+    amount = str(entry.get(amount_field))
+    bank_ref = entry.get("bank_ref_num")
     try:
         amount_minor = from_payu_amount(amount)
     except AmountNotRepresentable:
@@ -309,7 +296,7 @@ def _approved(mihpayid: str, unmapped: str, amount: str, bank_ref: object) -> Ch
         mihpayid,
         amount_minor,
         "INR",
-        captured=unmapped == "captured",
+        captured=entry.get("unmappedstatus") == "captured",
         network_ref=bank_ref if isinstance(bank_ref, str) and bank_ref else None,
     )
 
@@ -327,12 +314,7 @@ def _from_answer(answer: dict[str, Any], request: ChargeRequest) -> ChargeResult
     status = answer.get("status")
     mode = str(answer.get("mode", ""))
     if status == "success":
-        return _approved(
-            mihpayid,
-            str(answer.get("unmappedstatus")),
-            str(answer.get("amount")),
-            answer.get("bank_ref_num"),
-        )
+        return _approved(answer, "amount")
     if status == "failure":
         return _failure(
             str(answer.get("error")), str(answer.get("error_Message")), mode, mihpayid or None
@@ -360,12 +342,7 @@ def _from_verify(entry: dict[str, Any]) -> ChargeResult:
     mihpayid = str(entry.get("mihpayid", ""))
     status = entry.get("status")
     if status == "success":
-        return _approved(
-            mihpayid,
-            str(entry.get("unmappedstatus")),
-            str(entry.get("amt")),
-            entry.get("bank_ref_num"),
-        )
+        return _approved(entry, "amt")
     if status == "failure":
         if entry.get("unmappedstatus") == "cancelled":
             return Failed(NAME, "cancelled by merchant", "cancelled", mihpayid)

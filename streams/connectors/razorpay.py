@@ -40,7 +40,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 import httpx
 
@@ -69,16 +69,8 @@ from streams.connectors.base import (
     enquiry_error,
     unexpected,
 )
-from streams.connectors.breaker import CircuitBreaker
 from streams.connectors.cards import CardVault
-from streams.connectors.http import (
-    CallFailed,
-    HttpConnector,
-    HttpSettings,
-    ProviderHttp,
-    json_object,
-    make_client,
-)
+from streams.connectors.http import CallFailed, HttpConnector, HttpOptions, json_object
 
 NAME: ProviderName = "razorpay"
 _T = TypeVar("_T")
@@ -106,19 +98,11 @@ class RazorpayConnector(HttpConnector):
         key_id: str,
         key_secret: str,
         vault: CardVault,
-        http_settings: HttpSettings | None = None,
-        breaker: CircuitBreaker | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[HttpOptions],
     ) -> None:
-        settings = http_settings or HttpSettings()
-        client = make_client(base_url, settings, auth=(key_id, key_secret), transport=transport)
-        super().__init__(ProviderHttp(client, breaker or CircuitBreaker(NAME), settings))
+        super().__init__(NAME, base_url, auth=(key_id, key_secret), **options)
         self._key_secret = key_secret
         self._vault = vault
-
-    @property
-    def name(self) -> ProviderName:
-        return NAME
 
     # --- charge ----------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ Money: integers of the smallest unit; three-decimal currencies in multiples of 1
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -54,16 +54,8 @@ from streams.connectors.base import (
     enquiry_error,
     unexpected,
 )
-from streams.connectors.breaker import CircuitBreaker
 from streams.connectors.cards import CardVault
-from streams.connectors.http import (
-    CallFailed,
-    HttpConnector,
-    HttpSettings,
-    ProviderHttp,
-    json_object,
-    make_client,
-)
+from streams.connectors.http import CallFailed, HttpConnector, HttpOptions, json_object
 
 NAME: ProviderName = "stripe"
 
@@ -89,23 +81,12 @@ class StripeConnector(HttpConnector):
         base_url: str,
         secret_key: str,
         vault: CardVault,
-        http_settings: HttpSettings | None = None,
-        breaker: CircuitBreaker | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[HttpOptions],
     ) -> None:
-        settings = http_settings or HttpSettings()
-        client = make_client(
-            base_url,
-            settings,
-            headers={"Authorization": f"Bearer {secret_key}"},
-            transport=transport,
+        super().__init__(
+            NAME, base_url, headers={"Authorization": f"Bearer {secret_key}"}, **options
         )
-        super().__init__(ProviderHttp(client, breaker or CircuitBreaker(NAME), settings))
         self._vault = vault
-
-    @property
-    def name(self) -> ProviderName:
-        return NAME
 
     async def _post(self, path: str, key: str, form: dict[str, str]) -> httpx.Response:
         return await self._http.request(

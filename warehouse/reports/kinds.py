@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -45,6 +45,44 @@ RBI_SCHEDULE = Schedule(
 
 
 # --------------------------------------------------------------------------------------------
+# What the kinds declared here share: their suites' shape and their files' names
+# --------------------------------------------------------------------------------------------
+
+_TableDecl = tuple[tuple[str, ...], str, str | None]
+"""A suite's table: its columns, the column that names a row, and why that column is unique
+(``None``: it need not be)."""
+
+
+def _suite(name: str, tables: Mapping[str, _TableDecl], *checks: Expectation) -> Suite:
+    """The suite ``name`` over ``tables``.  A table's uniqueness check is derived from its id
+    column, so the two cannot drift apart; expectations run table by table in declaration
+    order, the uniqueness check first, then ``checks`` on that table in the order given.
+    Raises ``ValueError`` for a check on an undeclared table (it would never run)."""
+    undeclared = {c.table for c in checks} - tables.keys()
+    if undeclared:
+        raise ValueError(f"{name}: checks on undeclared tables {sorted(undeclared)}")
+    expectations: list[Expectation] = []
+    for table, (_, id_column, why_unique) in tables.items():
+        if why_unique is not None:
+            expectations.append(Expectation(table, "unique", id_column, why_unique))
+        expectations.extend(c for c in checks if c.table == table)
+    return Suite(
+        name=name,
+        tables={t: TableSpec(columns, id_column) for t, (columns, id_column, _) in tables.items()},
+        expectations=tuple(expectations),
+    )
+
+
+def _files(stem: str, document: str, sections: Mapping[str, str] | None = None) -> dict[str, bytes]:
+    """A report's files, UTF-8: ``<stem>.json`` holding ``document``, and ``<stem>-<name>.csv``
+    per CSV section."""
+    out = {f"{stem}.json": document.encode()}
+    for section, text in (sections or {}).items():
+        out[f"{stem}-{section}.csv"] = text.encode()
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # GST: adapter around warehouse/reports/gst.py
 # --------------------------------------------------------------------------------------------
 
@@ -60,7 +98,17 @@ _GST_ENTRY_COLUMNS = (
     "gst_output_sgst",
     "gst_output_igst",
 )
+_GST_RECIPIENT_COLUMNS = ("merchant_id", "legal_name", "state_code", "gstin", "gstin_check")
 _GSTIN_REGEX = r"^[0-9]{2}[A-Z]{5}[0-9]{4}[A-Z][1-9A-Z]Z[0-9A-Z]$"
+
+
+def _gst_window(period: str) -> tuple[datetime, datetime, datetime]:
+    """GST's period rule: month ``period`` is ``[start, end)`` (IST, as UTC instants), and its
+    entries are read from ``fy_start``, the start of its financial year (GSTR-1 numbers
+    documents per financial year).  Returns ``(fy_start, start, end)``."""
+    fy_start, _ = gst.ist_month_window(gst.financial_year_start(period))
+    start, end = gst.ist_month_window(period)
+    return fy_start, start, end
 
 
 def _gstin_check(gstin: str | None) -> str:
@@ -76,8 +124,7 @@ def _gstin_check(gstin: str | None) -> str:
 async def _load_gst(
     conn: asyncpg.Connection, period: str, params: Mapping[str, Any]
 ) -> ReportInputs:
-    fy_start, _ = gst.ist_month_window(gst.financial_year_start(period))
-    start, end = gst.ist_month_window(period)
+    fy_start, start, end = _gst_window(period)
     entries = await gst.load_entry_sums(conn, fy_start, end)
     ids = [e.merchant_id for e in entries if e.merchant_id is not None and e.booked_at >= start]
     recipients = await gst.load_recipients(conn, ids)
@@ -130,52 +177,45 @@ async def _load_gst(
 
 
 def _gst_suite(period: str) -> Suite:
-    fy_start, _ = gst.ist_month_window(gst.financial_year_start(period))
-    _, end = gst.ist_month_window(period)
-    return Suite(
-        name="gst_monthly",
-        tables={
-            "entries": TableSpec(_GST_ENTRY_COLUMNS, "entry_id"),
-            "recipients": TableSpec(
-                ("merchant_id", "legal_name", "state_code", "gstin", "gstin_check"), "merchant_id"
-            ),
-            "totals": TableSpec(("component", "entries_minor", "ledger_minor"), "component"),
+    fy_start, _, end = _gst_window(period)
+    return _suite(
+        "gst_monthly",
+        {
+            "entries": (_GST_ENTRY_COLUMNS, "entry_id", "an entry is counted once"),
+            "recipients": (_GST_RECIPIENT_COLUMNS, "merchant_id", "one recipient per merchant"),
+            "totals": (("component", "entries_minor", "ledger_minor"), "component", None),
         },
-        expectations=(
-            Expectation("entries", "unique", "entry_id", "an entry is counted once"),
-            Expectation(
-                "entries",
-                "between",
-                "booked_at_us",
-                "entries fall in the financial year up to the month's end",
-                min_value=epoch_us(fy_start),
-                max_value=epoch_us(end) - 1,
-            ),
-            Expectation("recipients", "unique", "merchant_id", "one recipient per merchant"),
-            Expectation(
-                "recipients", "regex", "state_code", "a two-digit GST state code", regex=r"^\d{2}$"
-            ),
-            Expectation(
-                "recipients",
-                "regex",
-                "gstin",
-                "GSTIN shape (state, PAN, entity, Z, check)",
-                regex=_GSTIN_REGEX,
-            ),
-            Expectation(
-                "recipients",
-                "in_set",
-                "gstin_check",
-                "a GSTIN's check character must verify (Luhn mod 36)",
-                value_set=("valid", "absent"),
-            ),
-            Expectation(
-                "totals",
-                "pair_equal",
-                "entries_minor",
-                "GST and fee income read per entry equal the ledger accounts' change",
-                column_b="ledger_minor",
-            ),
+        Expectation(
+            "entries",
+            "between",
+            "booked_at_us",
+            "entries fall in the financial year up to the month's end",
+            min_value=epoch_us(fy_start),
+            max_value=epoch_us(end) - 1,
+        ),
+        Expectation(
+            "recipients", "regex", "state_code", "a two-digit GST state code", regex=r"^\d{2}$"
+        ),
+        Expectation(
+            "recipients",
+            "regex",
+            "gstin",
+            "GSTIN shape (state, PAN, entity, Z, check)",
+            regex=_GSTIN_REGEX,
+        ),
+        Expectation(
+            "recipients",
+            "in_set",
+            "gstin_check",
+            "a GSTIN's check character must verify (Luhn mod 36)",
+            value_set=("valid", "absent"),
+        ),
+        Expectation(
+            "totals",
+            "pair_equal",
+            "entries_minor",
+            "GST and fee income read per entry equal the ledger accounts' change",
+            column_b="ledger_minor",
         ),
     )
 
@@ -189,10 +229,7 @@ def _build_gst(period: str, inputs: ReportInputs, params: Mapping[str, Any]) -> 
         prefix=str(params.get("prefix", "RZP")),
     )
     report = gst.build_report(period, entries, recipients, ledger, config)
-    out = {f"gst-{period}.json": gst.render_json(report).encode()}
-    for name, text in gst.render_csv_sections(report).items():
-        out[f"gst-{period}-{name}.csv"] = text.encode()
-    return out
+    return _files(f"gst-{period}", gst.render_json(report), gst.render_csv_sections(report))
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,28 +252,24 @@ def _aml_kind(aml_settings: Any) -> ReportKind:
 
     def suite(period: str) -> Suite:
         currencies = tuple(sorted(CURRENCY_EXPONENTS))
-        return Suite(
-            name="aml_fiu_monthly",
-            tables={
-                "alerts": TableSpec(
-                    ("alert_id", "rule", "period", "amount_minor", "currency"), "alert_id"
+        return _suite(
+            "aml_fiu_monthly",
+            {
+                "alerts": (
+                    ("alert_id", "rule", "period", "amount_minor", "currency"),
+                    "alert_id",
+                    "an alert is reported once",
                 ),
-                "strs": TableSpec(("str_id", "amount_minor", "currency"), "str_id"),
+                "strs": (
+                    ("str_id", "amount_minor", "currency"),
+                    "str_id",
+                    "an STR is reported once",
+                ),
             },
-            expectations=(
-                Expectation("alerts", "unique", "alert_id", "an alert is reported once"),
-                Expectation(
-                    "alerts", "in_set", "period", "alerts of this month", value_set=(period,)
-                ),
-                Expectation(
-                    "alerts", "between", "amount_minor", "no negative amounts", min_value=0
-                ),
-                Expectation(
-                    "alerts", "in_set", "currency", "ISO 4217, accepted", value_set=currencies
-                ),
-                Expectation("strs", "unique", "str_id", "an STR is reported once"),
-                Expectation("strs", "between", "amount_minor", "no negative amounts", min_value=0),
-            ),
+            Expectation("alerts", "in_set", "period", "alerts of this month", value_set=(period,)),
+            Expectation("alerts", "between", "amount_minor", "no negative amounts", min_value=0),
+            Expectation("alerts", "in_set", "currency", "ISO 4217, accepted", value_set=currencies),
+            Expectation("strs", "between", "amount_minor", "no negative amounts", min_value=0),
         )
 
     def build(period: str, inputs: ReportInputs, params: Mapping[str, Any]) -> dict[str, bytes]:
@@ -246,7 +279,7 @@ def _aml_kind(aml_settings: Any) -> ReportKind:
         report = fiu.build_fiu_report(
             period, inputs.payload, settings=aml_settings, generated_at=end.astimezone(UTC)
         )
-        return {f"fiu-{period}.json": fiu.render_json(report).encode()}
+        return _files(f"fiu-{period}", fiu.render_json(report))
 
     return ReportKind(
         name="aml",
