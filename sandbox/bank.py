@@ -35,11 +35,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from sandbox import BANK_API_KEY, BANK_BENEFICIARY_NAME, BANK_CLIENT_ID, BANK_IFSC
-from sandbox.core import SandboxSettings, SandboxState, build_app, parse_json_object, read_body
+from sandbox.core import (
+    SandboxSettings,
+    SandboxState,
+    authenticated_router,
+    build_app,
+    parse_json_object,
+    read_body,
+)
 from sandbox.instruments import IMPS_MAX_MINOR, RTGS_MIN_MINOR, account_outcome
 from streams.connectors.amounts import AmountNotRepresentable, from_bank_amount, to_bank_amount
 
@@ -371,57 +378,48 @@ def _authorized(request: Request) -> bool:
 def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     state = SandboxState("bank", settings or SandboxSettings())
     sandbox = BankSandbox(state)
-    router = APIRouter(prefix="/cbs/v1")
 
     def unauthorized() -> Response:
         return bank_error(401, "UNAUTHORIZED", "Invalid client id or API key")
 
+    api = authenticated_router(_authorized, unauthorized, prefix="/cbs/v1")
+
     async def json_body(request: Request) -> dict[str, Any] | None:
         return parse_json_object(await read_body(request))
 
-    @router.post("/virtual-accounts")
+    @api.post("/virtual-accounts")
     async def create_va(request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         body = await json_body(request)
         if body is None:
             return bank_error(400, "INVALID_REQUEST", "body must be a JSON object")
         return sandbox.create_va(body)
 
-    @router.get("/virtual-accounts/{reference}")
+    @api.get("/virtual-accounts/{reference}")
     async def get_va(reference: str, request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         va = sandbox.vas.get(reference)
         if va is None:
             return bank_error(404, "NOT_FOUND", "No virtual account with this clientReference")
         return JSONResponse({"virtualAccount": sandbox.va_view(va)})
 
-    @router.post("/virtual-accounts/{reference}/close")
+    @api.post("/virtual-accounts/{reference}/close")
     async def close_va(reference: str, request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         va = sandbox.vas.get(reference)
         if va is None:
             return bank_error(404, "NOT_FOUND", "No virtual account with this clientReference")
         return sandbox.close_va(va)
 
-    @router.post("/transfers")
+    @api.post("/transfers")
     async def transfer(request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         body = await json_body(request)
         if body is None:
             return bank_error(400, "INVALID_REQUEST", "body must be a JSON object")
         return sandbox.transfer(body)
 
-    @router.get("/transfers/{reference}")
+    @api.get("/transfers/{reference}")
     async def get_transfer(reference: str, request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         found = sandbox.transfers.get(reference)
         if found is None:
             return bank_error(404, "NOT_FOUND", "No transfer with this clientReference")
         return JSONResponse({"transfer": sandbox.transfer_view(found)})
 
-    return build_app(state, "Bank sandbox", router, _server_error)
+    return build_app(state, "Bank sandbox", api, _server_error)

@@ -28,7 +28,7 @@ from html import escape
 from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import ValidationError
 
@@ -211,11 +211,38 @@ def admin_router(state: SandboxState) -> APIRouter:
     return router
 
 
+class Refusal(Exception):
+    """Raised by a route dependency to answer with the provider-shaped ``response``."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def authenticated_router(
+    authorized: Callable[[Request], bool], refusal: Callable[[], Response], prefix: str = ""
+) -> APIRouter:
+    """A router for a provider's API routes: each answers ``refusal()`` (the provider's own
+    401 shape) unless ``authorized(request)``.  Customer pages go on another router."""
+
+    async def check(request: Request) -> None:
+        if not authorized(request):
+            raise Refusal(refusal())
+
+    return APIRouter(prefix=prefix, dependencies=[Depends(check)])
+
+
+async def _refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Refusal)
+    return exc.response
+
+
 def build_app(
     state: SandboxState, title: str, provider_routes: APIRouter, error_body: ErrorBody
 ) -> FastAPI:
     """A provider app: its routes, the admin routes, and the fault middleware around both."""
     app = FastAPI(title=title, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_exception_handler(Refusal, _refused)
     app.include_router(admin_router(state))
     app.include_router(provider_routes)
     app.add_middleware(FaultMiddleware, state=state, error_body=error_body)

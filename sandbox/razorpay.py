@@ -39,6 +39,7 @@ from sandbox import RAZORPAY_KEY_ID, RAZORPAY_KEY_SECRET
 from sandbox.core import (
     SandboxSettings,
     SandboxState,
+    authenticated_router,
     build_app,
     customer_page,
     int_or_none,
@@ -560,101 +561,85 @@ def _authorized(request: Request) -> bool:
     )
 
 
-def create_app(settings: SandboxSettings | None = None) -> FastAPI:  # noqa: PLR0915 (routes)
+def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     state = SandboxState("razorpay", settings or SandboxSettings())
     sandbox = RazorpaySandbox(state)
-    router = APIRouter()
 
     def unauthorized() -> Response:
         return error_body(401, "The api key provided is invalid", reason="NA")
 
+    api = authenticated_router(_authorized, unauthorized)
+    pages = APIRouter()
+
     async def json_body(request: Request) -> dict[str, Any] | None:
         return parse_json_object(await read_body(request))
 
-    @router.post("/v1/orders")
+    @api.post("/v1/orders")
     async def create_order(request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         body = await json_body(request)
         if body is None:
             return error_body(400, "The request body must be a JSON object")
         return sandbox.create_order(body)
 
-    @router.get("/v1/orders")
+    @api.get("/v1/orders")
     async def list_orders(request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         count = int_or_none(request.query_params.get("count", "10")) or 10
         return sandbox.list_orders(request.query_params.get("receipt"), min(count, 100))
 
-    @router.get("/v1/orders/{order_id}")
+    @api.get("/v1/orders/{order_id}")
     async def get_order(order_id: str, request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         order = sandbox.orders.get(order_id)
         if order is None:
             return error_body(400, "The id provided does not exist")
         return JSONResponse(sandbox.order_view(order))
 
-    @router.get("/v1/orders/{order_id}/payments")
+    @api.get("/v1/orders/{order_id}/payments")
     async def order_payments(order_id: str, request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         order = sandbox.orders.get(order_id)
         if order is None:
             return error_body(400, "The id provided does not exist")
         items = [sandbox.payment_view(sandbox.payments[p]) for p in reversed(order.payments)]
         return JSONResponse({"entity": "collection", "count": len(items), "items": items})
 
-    @router.post("/v1/payments/create/json")
+    @api.post("/v1/payments/create/json")
     async def create_payment(request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         body = await json_body(request)
         if body is None:
             return error_body(400, "The request body must be a JSON object")
         return sandbox.create_payment(body)
 
-    @router.get("/v1/payments/{payment_id}")
+    @api.get("/v1/payments/{payment_id}")
     async def get_payment(payment_id: str, request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         payment = sandbox.payments.get(payment_id)
         if payment is None:
             return error_body(400, "The id provided does not exist")
         return JSONResponse(sandbox.payment_view(payment))
 
-    @router.post("/v1/payments/{payment_id}/capture")
+    @api.post("/v1/payments/{payment_id}/capture")
     async def capture(payment_id: str, request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         payment = sandbox.payments.get(payment_id)
         body = await json_body(request)
         if payment is None or body is None:
             return error_body(400, "The id provided does not exist")
         return sandbox.capture(payment, body)
 
-    @router.post("/v1/payments/{payment_id}/refund")
+    @api.post("/v1/payments/{payment_id}/refund")
     async def refund(payment_id: str, request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         payment = sandbox.payments.get(payment_id)
         body = await json_body(request)
         if payment is None or body is None:
             return error_body(400, "The id provided does not exist")
         return sandbox.refund(payment, body)
 
-    @router.get("/v1/payments/{payment_id}/refunds")
+    @api.get("/v1/payments/{payment_id}/refunds")
     async def list_refunds(payment_id: str, request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         payment = sandbox.payments.get(payment_id)
         if payment is None:
             return error_body(400, "The id provided does not exist")
         items = [sandbox.refund_view(sandbox.refunds[r]) for r in reversed(payment.refunds)]
         return JSONResponse({"entity": "collection", "count": len(items), "items": items})
 
-    @router.get("/sandbox/{page}/{payment_id}")
+    @pages.get("/sandbox/{page}/{payment_id}")
     async def action_page(page: str, payment_id: str) -> Response:
         payment = sandbox.payments.get(payment_id)
         if payment is None or page not in ("3ds", "netbanking"):
@@ -662,7 +647,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:  # noqa: PLR
         title = "Issuer 3-D Secure" if page == "3ds" else f"{payment.bank} NetBanking"
         return customer_page(title, f"/sandbox/{page}/{payment_id}", {})
 
-    @router.post("/sandbox/{page}/{payment_id}")
+    @pages.post("/sandbox/{page}/{payment_id}")
     async def action_submit(page: str, payment_id: str, request: Request) -> Response:
         payment = sandbox.payments.get(payment_id)
         if payment is None or page not in ("3ds", "netbanking"):
@@ -670,4 +655,5 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:  # noqa: PLR
         outcome = parse_form(await read_body(request)).get("outcome", "failure")
         return sandbox.complete_action(payment, outcome)
 
-    return build_app(state, "Razorpay sandbox", router, _server_error)
+    pages.include_router(api)
+    return build_app(state, "Razorpay sandbox", pages, _server_error)

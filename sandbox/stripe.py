@@ -33,6 +33,7 @@ from sandbox import STRIPE_SECRET_KEY
 from sandbox.core import (
     SandboxSettings,
     SandboxState,
+    authenticated_router,
     build_app,
     customer_page,
     int_or_none,
@@ -445,12 +446,14 @@ def _authorized(request: Request) -> bool:
 def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     state = SandboxState("stripe", settings or SandboxSettings())
     sandbox = StripeSandbox(state)
-    router = APIRouter()
 
     def unauthorized() -> Response:
         return stripe_error(
             401, "invalid_request_error", "Invalid API Key provided.", code="api_key_invalid"
         )
+
+    api = authenticated_router(_authorized, unauthorized)
+    pages = APIRouter()
 
     async def idempotent(request: Request, handler: Any) -> Response:
         """Run ``handler(form)`` once per Idempotency-Key; replay its answer afterwards."""
@@ -496,29 +499,21 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
             )
         return pi
 
-    @router.post("/v1/payment_intents")
+    @api.post("/v1/payment_intents")
     async def create(request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         return await idempotent(request, sandbox.create)
 
-    @router.get("/v1/payment_intents/search")
+    @api.get("/v1/payment_intents/search")
     async def search(request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         return sandbox.search(request.query_params.get("query", ""))
 
-    @router.get("/v1/payment_intents/{pi_id}")
+    @api.get("/v1/payment_intents/{pi_id}")
     async def retrieve(pi_id: str, request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         pi = intent_or_404(pi_id)
         return pi if isinstance(pi, Response) else JSONResponse(sandbox.view(pi))
 
-    @router.post("/v1/payment_intents/{pi_id}/{action}")
+    @api.post("/v1/payment_intents/{pi_id}/{action}")
     async def act(pi_id: str, action: str, request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         pi = intent_or_404(pi_id)
         if isinstance(pi, Response):
             return pi
@@ -533,16 +528,12 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
             return stripe_error(404, "invalid_request_error", "Unrecognized request URL")
         return await idempotent(request, handler)
 
-    @router.post("/v1/refunds")
+    @api.post("/v1/refunds")
     async def refund(request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         return await idempotent(request, sandbox.refund)
 
-    @router.get("/v1/refunds")
+    @api.get("/v1/refunds")
     async def list_refunds(request: Request) -> Response:
-        if not _authorized(request):
-            return unauthorized()
         pi_id = request.query_params.get("payment_intent")
         data = [
             sandbox.refund_view(r)
@@ -553,13 +544,13 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
             {"object": "list", "url": "/v1/refunds", "has_more": False, "data": data}
         )
 
-    @router.get("/sandbox/3ds/{pi_id}")
+    @pages.get("/sandbox/3ds/{pi_id}")
     async def action_page(pi_id: str) -> Response:
         if pi_id not in sandbox.intents:
             return JSONResponse({"error": "unknown page"}, 404)
         return customer_page("Issuer 3-D Secure", f"/sandbox/3ds/{pi_id}", {})
 
-    @router.post("/sandbox/3ds/{pi_id}")
+    @pages.post("/sandbox/3ds/{pi_id}")
     async def action_submit(pi_id: str, request: Request) -> Response:
         pi = sandbox.intents.get(pi_id)
         if pi is None:
@@ -567,4 +558,5 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         outcome = parse_form(await read_body(request)).get("outcome", "failure")
         return sandbox.complete_action(pi, outcome)
 
-    return build_app(state, "Stripe sandbox", router, _server_error)
+    pages.include_router(api)
+    return build_app(state, "Stripe sandbox", pages, _server_error)
