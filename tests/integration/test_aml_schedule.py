@@ -5,18 +5,25 @@ The sink runs as ``rizzpay warehouse sink --stop-when-caught-up`` in a subproces
 path under tmp_path (one engine per process), as in test_sinks.py; the sink's clock is the real
 one, so the traffic is placed in the open IST month.  Which periods are due at which instant is
 tested with an injected clock in tests/unit/test_aml_schedule.py.
+
+That the sink keeps consuming while a run is in progress is tested in this process instead (a
+chDB path under tmp_path), so that the test can hold the run's rule step until it has seen the
+sink load traffic sent in the meantime.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -29,10 +36,13 @@ from models.ids import derived_event_id, new_event_id, payment_id_for
 from models.methods import UpiMethod
 from models.money import Money
 from models.topics import PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
-from warehouse.aml import rules
+from tests.conftest import wait_for
+from warehouse.aml import rules, schedule
 from warehouse.aml.cases import list_cases
 from warehouse.aml.schedule import FINAL, LEADER_LOCK_KEY, MONTH_TO_DATE, previous_month
+from warehouse.aml.settings import AmlSettings
 from warehouse.reports.gst import ist_month_of, ist_month_window
+from warehouse.sinks.consumer import SinkSettings, WarehouseSink
 
 pytestmark = pytest.mark.integration
 
@@ -180,3 +190,82 @@ async def test_the_sink_runs_the_aml_schedule_as_leader_only(
         )
     finally:
         await conn.close()
+
+
+async def test_the_sink_keeps_consuming_while_the_aml_rules_run(
+    pg_dsn: str, topic_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An AML run holds its rule queries until the test releases it; the test publishes the
+    month's traffic only once the run has started, and releases it only after seeing the sink
+    load that traffic into both stores.  A sink that stopped consuming during a run would never
+    get there.  The released run then finds the cases in the traffic it loaded meanwhile."""
+    started, release = threading.Event(), threading.Event()
+    real_rules = rules.run_rules
+
+    def gated_rules(client: Any, database: str, period: str, settings: AmlSettings) -> Any:
+        started.set()
+        if not release.wait(timeout=300):
+            raise TimeoutError("the test never released the AML run")
+        return real_rules(client, database, period, settings)
+
+    monkeypatch.setattr(schedule, "run_rules", gated_rules)
+    now = datetime.now(UTC)
+    period = ist_month_of(now)
+    settings = SinkSettings(
+        kafka_bootstrap=ServiceEndpoints().kafka_bootstrap,
+        pg_dsn=pg_dsn,
+        clickhouse_dsn=f"chdb://{tmp_path / 'ch'}",
+        topic_prefix=topic_prefix,
+        batch_max_wait_s=0.2,
+        lag_interval_s=0.5,
+        aml=AmlSettings(),
+        aml_check_interval_s=3600,
+    )
+    sink = await WarehouseSink.open(settings)
+    running = asyncio.create_task(sink.run())
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await wait_for(lambda: _is_set(started), timeout_s=60, what="the AML run to start")
+        requested, lifecycle = _traffic(now)
+        _produce(topic_prefix, requested, lifecycle)
+        events = len(requested) + len(lifecycle)
+
+        async def loaded() -> bool:
+            logged = await conn.fetchval("SELECT count(*) FROM payment_event_log")
+            in_clickhouse = sink.clickhouse.totals()
+            return bool(
+                logged == events
+                and in_clickhouse["payments"][0] == len(requested)
+                and in_clickhouse.get("payment_events:payment.captured", (0, 0))[0]
+                == len(requested)
+            )
+
+        await wait_for(loaded, timeout_s=120, what="the sink to load traffic sent mid-run")
+        # The run that was under way when the traffic was sunk has still not finished.
+        assert not running.done()
+        in_progress = await conn.fetch(
+            "SELECT kind FROM aml_runs WHERE finished_at IS NULL AND error IS NULL"
+        )
+        assert len(in_progress) == 1
+        release.set()
+
+        async def finished() -> bool:
+            runs = await conn.fetch("SELECT period, kind, finished_at, error FROM aml_runs")
+            mtd = [r for r in runs if (r["period"], r["kind"]) == (period, MONTH_TO_DATE)]
+            return bool(mtd) and all(r["finished_at"] is not None for r in runs)
+
+        await wait_for(finished, timeout_s=120, what="the released AML run to finish")
+        cases = await list_cases(conn, period=period)
+        assert {(c["rule"], c["subject_id"]) for c in cases} == {
+            (rules.MONTHLY_TOTAL, BIG),
+            (rules.ROUND_AMOUNTS, BIG),
+        }
+    finally:
+        release.set()
+        sink.stop()
+        await running
+        await conn.close()
+
+
+async def _is_set(event: threading.Event) -> bool:
+    return event.is_set()

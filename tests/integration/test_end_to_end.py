@@ -134,10 +134,16 @@ def rules_worker(pg_dsn: str, topic_prefix: str, tmp_path: Path) -> Iterator[Wor
 # Each restart rejoins the group and recovers the Faust tables from their changelogs; on a
 # loaded 2-core machine the backlog takes minutes, not seconds.
 @pytest.mark.timeout(720)
+@pytest.mark.parametrize("authorizer", ["rules", "connectors"])
 async def test_worker_sigkilled_mid_burst_posts_every_payment_exactly_once(
-    api, merchant, pg, rules_worker: WorkerProcess
+    api, merchant, pg, authorizer: str, request: pytest.FixtureRequest
 ) -> None:
-    worker = rules_worker
+    # "connectors" charges through the processors' sandboxes: more lifecycle events per
+    # payment, so more postings fanned out per batch (the case that once went silent with
+    # "producer buffer full").
+    worker: WorkerProcess = request.getfixturevalue(
+        "rules_worker" if authorizer == "rules" else "worker"
+    )
     total = 1500
     sender = asyncio.create_task(post_many(api, merchant, total, prefix="chaos"))
     # Kill it while payments are flowing in and being posted, twice, and bring it back.

@@ -1,8 +1,11 @@
 """The AML rules on a schedule, run by the process that owns ClickHouse (docs/aml.md).
 
 With embedded chDB only one process may open the data path, and that is the warehouse sink, so
-the sink calls :meth:`AmlScheduler.tick` between batches with the ClickHouse client it already
-holds.  A ClickHouse server (``http://``) works the same way.
+the sink runs :meth:`AmlScheduler.tick` itself, as a task beside its loop, with a ClickHouse
+client of its own on the same path (a process may hold any number of connections to its one
+engine).  The rule queries block for seconds, so :func:`recorded_run` runs them in a worker
+thread and the sink's loop keeps consuming meanwhile.  A ClickHouse server (``http://``) works
+the same way.
 
 What is due (:func:`due_runs`, pure, the clock injected):
 
@@ -24,6 +27,7 @@ the error), listed by ``rizzpay aml runs``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -33,7 +37,9 @@ from typing import Any
 
 import asyncpg
 
-from warehouse.aml.monitor import MonitorResult, run_period
+from warehouse.aml.cases import open_cases
+from warehouse.aml.monitor import MonitorResult
+from warehouse.aml.rules import run_rules
 from warehouse.aml.settings import AmlSettings
 from warehouse.leader import LeaderLock
 from warehouse.reports.gst import ist_month_of, ist_month_window
@@ -135,7 +141,11 @@ async def recorded_run(
     clock: Clock,
 ) -> MonitorResult:
     """Run the rules for ``run.period`` and open cases, recording the run in ``aml_runs``.
-    A failure is recorded with its error (finished_at stays NULL) and raised again."""
+    A failure is recorded with its error (finished_at stays NULL) and raised again.
+
+    What ``monitor.run_period`` does, with the rules' blocking queries in a worker thread so
+    the caller's event loop is free while they run; ``client`` must not be used by anyone
+    else meanwhile (clickhouse-connect serialises calls per client)."""
     run_id = await conn.fetchval(
         "INSERT INTO aml_runs (period, kind, started_at) VALUES ($1, $2, $3) RETURNING run_id",
         run.period,
@@ -143,7 +153,8 @@ async def recorded_run(
         clock(),
     )
     try:
-        result = await run_period(client, database, conn, run.period, settings, now=clock())
+        rule_run = await asyncio.to_thread(run_rules, client, database, run.period, settings)
+        result = MonitorResult(rule_run, await open_cases(conn, rule_run.alerts, now=clock()))
     except Exception as exc:
         await conn.execute(
             "UPDATE aml_runs SET error = $2 WHERE run_id = $1",

@@ -28,7 +28,12 @@ the embedded ClickHouse, so the copy runs here.  "Caught up" includes those copi
 
 For the same reason the sink runs the AML rules on their schedule (``warehouse.aml.schedule``;
 leader-only across replicas), checked every ``aml_check_interval_s``; a sink that stops when
-caught up first runs the open month once more over what it loaded.
+caught up first runs the open month once more over what it loaded.  A run takes seconds (a
+month of facts); it runs beside the loop, not in it: an asyncio task whose rule queries go
+through their own ClickHouse client in a worker thread (chDB allows any number of connections
+to the one engine of a process and runs their queries in parallel; clickhouse-connect locks
+per client), so the loop keeps consuming, writing and committing while the rules run.  One run
+at a time; stopping the sink waits for a run in progress, so its ``aml_runs`` row is finished.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
+import clickhouse_connect
 from clickhouse_connect.driver.exceptions import OperationalError
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -222,6 +228,10 @@ class WarehouseSink:
         self._clock = clock  # for the AML schedule
         self._aml: AmlScheduler | None = None  # built on first use, on its own connection
         self._aml_conn: asyncpg.Connection | None = None
+        # The rules' own ClickHouse client: they query it from a worker thread while the loop
+        # writes through ``clickhouse.client`` (one client must not serve two threads at once).
+        self._aml_client: Any = None
+        self._aml_task: asyncio.Task[None] | None = None  # the run in progress, if any
         self._last_aml = 0.0
         self.consumer = consumer or Consumer(
             {
@@ -312,12 +322,16 @@ class WarehouseSink:
                 await self._between_batches()
             if batch:
                 await self._flush(batch)
+            await self._finish_aml()
             await self._sample_lag(force=True)
         finally:
+            await self._settle_aml()
             await asyncio.to_thread(self.consumer.close)
             self.producer.flush(_KAFKA_TIMEOUT_S)
             if self._aml_conn is not None:
                 await self._aml_conn.close()
+            if self._aml_client is not None:
+                self._aml_client.close()
             self.clickhouse.close()
             await self.postgres.close()
         log.info(
@@ -330,8 +344,11 @@ class WarehouseSink:
         await self._sample_lag()
         if time.monotonic() - self._last_facts >= s.facts_interval_s:
             await self._copy_facts()
-        if time.monotonic() - self._last_aml >= s.aml_check_interval_s:
-            await self._run_aml()
+        self._reap_aml()
+        if self._aml_task is None and time.monotonic() - self._last_aml >= s.aml_check_interval_s:
+            # Beside the loop: the next batches are consumed and committed while it runs.
+            self._last_aml = time.monotonic()
+            self._aml_task = asyncio.create_task(self._run_aml(), name="warehouse.sink.aml")
         if time.monotonic() - self._last_maintenance >= s.maintenance_interval_s:
             await self._maintain()
 
@@ -466,6 +483,7 @@ class WarehouseSink:
         await self._retry(lambda: self.postgres.write_lag(samples), "writing lag samples")
         self._last_lag = time.monotonic()
         await self._copy_facts()
+        await self._finish_aml()
         await self._run_aml(month_to_date_now=True)
         return True
 
@@ -483,6 +501,28 @@ class WarehouseSink:
         if postings or settlements:
             log.info("copied %d postings, %d settlement rows", postings, settlements)
 
+    def _reap_aml(self) -> None:
+        """Forget a finished AML run; an error it did not handle stops the sink, as it did when
+        runs were awaited in the loop."""
+        task = self._aml_task
+        if task is not None and task.done():
+            self._aml_task = None
+            task.result()
+
+    async def _finish_aml(self) -> None:
+        """Wait for the AML run in progress, if any (raising what it raised)."""
+        task, self._aml_task = self._aml_task, None
+        if task is not None:
+            await task
+
+    async def _settle_aml(self) -> None:
+        """On the way out after an error: let a run in progress finish (its thread cannot be
+        cancelled, and its ``aml_runs`` row should be complete), logging what it raised."""
+        try:
+            await self._finish_aml()
+        except Exception:
+            log.exception("AML run failed while the sink was stopping")
+
     async def _run_aml(self, *, month_to_date_now: bool = False) -> None:
         """Run the AML rules that are due, if this sink has the schedule on and leads.  A lost
         scheduler connection drops leadership; the next check reconnects and competes again."""
@@ -491,11 +531,15 @@ class WarehouseSink:
         if s.aml is None:
             return
         try:
+            if self._aml_client is None:
+                self._aml_client = await asyncio.to_thread(
+                    clickhouse_connect.get_client, dsn=s.clickhouse_dsn
+                )
             if self._aml is None:
                 self._aml_conn = await asyncpg.connect(s.pg_dsn)
                 self._aml = AmlScheduler(
                     self._aml_conn,
-                    self.clickhouse.client,
+                    self._aml_client,
                     self.clickhouse.database,
                     settings=s.aml,
                     schedule=s.aml_schedule,
