@@ -94,6 +94,7 @@ class PaymentRow(_Row):
     bank_code: str
     upi_flow: str
     instrument_ref: str  # card:<token>, vpa:<vpa>, wallet:<id>, or '' (links customers for AML)
+    device_id: str  # the payer's device token (dev_…, api/pii.py) or '' (links customers for AML)
     capture: str
     request_fingerprint: str
     requested_at: datetime
@@ -206,6 +207,7 @@ def payments_row(event: PaymentRequested) -> PaymentRow:
         bank_code=bank,
         upi_flow=flow,
         instrument_ref=instrument,
+        device_id=event.device_id or "",
         capture=event.capture,
         request_fingerprint=event.request_fingerprint,
         requested_at=event.occurred_at,

@@ -101,6 +101,11 @@ def test_payment_rows_carry_method_details_analysts_group_by() -> None:
     assert card.customer_id == ""  # none sent: '' in ClickHouse, never NULL
     assert card.amount_minor == 25000000
     assert card.capture == "automatic"
+    assert (upi.device_id, card.device_id) == ("", "")  # none sent
+    # The device token links customers for the AML rules (warehouse/aml/rules.py).
+    device = _example("payment.requested.v1.device.json")
+    assert isinstance(device, PaymentRequested) and device.device_id is not None
+    assert payments_row(device).device_id == device.device_id
 
 
 @pytest.mark.parametrize(("name", "event"), FACTS, ids=[n for n, _ in FACTS])
