@@ -15,7 +15,7 @@ VENV := $(CURDIR)/.venv
 RIZZPAY := $(VENV)/bin/rizzpay
 PYTEST_ARGS ?=
 
-.PHONY: help install lint format test test-unit run up down status bench clean-stack
+.PHONY: help install lint format test test-unit soak run up down status bench clean-stack
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,6 +71,10 @@ test: $(VENV)/.synced $(TOOLS)/.system-deps $(TOOLS)/bin/helm ## start what the 
 
 test-unit: $(VENV)/.synced ## only the tests that need no services
 	$(VENV)/bin/pytest -m "not integration" $(PYTEST_ARGS)
+
+soak: $(VENV)/.synced ## repeat the known intermittent worker stall (tests marked soak) five times
+	$(RIZZPAY) stack up
+	for i in 1 2 3 4 5; do RIZZPAY_TEST_WORKER_LOG_LEVEL=info $(VENV)/bin/pytest -m soak $(PYTEST_ARGS) || exit 1; done
 
 bench: $(VENV)/.synced ## measure intake and end-to-end throughput against baselines; writes bench/results/
 	$(RIZZPAY) stack up

@@ -5,7 +5,7 @@ no Kafka.  It is served exactly as ``rizzpay api`` serves the intake (uvicorn, u
 one process, access log off), so the intake's requests/s divided by this one's is the share of
 plain FastAPI speed that the intake keeps.
 
-Run as a script: ``python bench/echo_app.py --port 18101``.
+Run as a script: ``python bench/echo_app.py --port 18401``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ async def healthz() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="bare FastAPI JSON echo (bench baseline)")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=18101)
+    parser.add_argument("--port", type=int, default=18401)
     args = parser.parse_args(argv)
     serve(app, host=args.host, port=args.port)  # the intake's own server settings
     return 0

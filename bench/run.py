@@ -114,8 +114,8 @@ class BenchConfig:
     light_connections: int = 1
     light_duration_s: int = 4
     wrk_threads: int = 1
-    api_port: int = 18100
-    echo_port: int = 18101
+    api_port: int = 18400  # clear of the sandboxes (18100-18103, admin 18200-18203)
+    echo_port: int = 18401
     merchants: int = 6
     settle_timeout_s: float = 120.0
     kafka_batch_max: int = 500

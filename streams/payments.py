@@ -328,12 +328,20 @@ class PaymentsProcessor:
         (``created`` without a verdict, ``requires_action``) and apply what changed.  Returns
         how many payments changed.  A failed round is logged and left to the next one: the
         poller consumes no messages, so nothing is lost by skipping a round."""
+        return await self._leader_round("processor poll", self._poll_once)
+
+    async def _leader_round(
+        self, what: str, round_: Callable[[ConnectorAuthorizer], Awaitable[int]]
+    ) -> int:
+        """Run one round of a leader timer through the processors (0 without them).  A failed
+        round is logged and left to the next one: it consumes no messages, so nothing is lost
+        by skipping it, and it must never kill the worker."""
         if not isinstance(self.authorizer, ConnectorAuthorizer):
             return 0
         try:
-            return await self._poll_once(self.authorizer)
-        except Exception:  # a round must never kill the worker; the next round retries
-            log.exception("processor poll failed; the next round retries")
+            return await round_(self.authorizer)
+        except Exception:
+            log.exception("%s failed; the next round retries", what)
             return 0
 
     async def _poll_once(self, authorizer: ConnectorAuthorizer) -> int:
@@ -383,13 +391,7 @@ class PaymentsProcessor:
         they held; record each one found debited after all and queue its reversal
         (``warehouse.late_debits``).  Returns how many were found.  A failed round is logged
         and left to the next one, like the poller's."""
-        if not isinstance(self.authorizer, ConnectorAuthorizer):
-            return 0
-        try:
-            return await self._watch_late_debits_once(self.authorizer)
-        except Exception:  # a round must never kill the worker; the next round retries
-            log.exception("late-debit watch failed; the next round retries")
-            return 0
+        return await self._leader_round("late-debit watch", self._watch_late_debits_once)
 
     async def _watch_late_debits_once(self, authorizer: ConnectorAuthorizer) -> int:
         pool = await self.pool()

@@ -35,7 +35,7 @@ from models.events import PaymentRequested
 from models.ids import command_id_for
 from streams.connectors.base import Approved
 from warehouse.processor_operations import VOID_OPERATION_ID
-from warehouse.processor_store import Awaiting, awaiting_from_rows
+from warehouse.processor_store import Awaiting, claim_for_poll
 from warehouse.reports.rbi import record_failed_transaction
 
 # Ended statuses a processor may still turn into a debit, and the decline codes that are really
@@ -72,34 +72,21 @@ async def late_debit_candidates(
     declined with a :data:`LATE_DEBIT_DECLINE_CODES` code) less than ``watch_s`` ago, are not
     yet found debited, and were not asked about in the last ``interval_s``; each is marked
     polled now (``processor_attempts.polled_at``, free once a payment stopped waiting)."""
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            """SELECT p.payment_id, a.request::text AS request, a.provider,
-                      p.lifecycle::text AS lifecycle
-                 FROM payments p JOIN processor_attempts a USING (payment_id)
-                WHERE (p.status = ANY($1::text[])
-                       OR (p.status = 'declined' AND p.decline_code = ANY($2::text[])))
-                  AND p.updated_at >= clock_timestamp() - make_interval(secs => $4)
-                  AND a.provider IS NOT NULL
-                  AND (a.polled_at IS NULL
-                       OR a.polled_at <= clock_timestamp() - make_interval(secs => $5))
-                  AND NOT EXISTS (SELECT 1 FROM failed_transactions f
-                                   WHERE f.txn_id = p.payment_id)
-                ORDER BY a.polled_at NULLS FIRST, p.payment_id
-                LIMIT $3
-                  FOR UPDATE OF a SKIP LOCKED""",
-            list(LATE_DEBIT_STATUSES),
-            list(LATE_DEBIT_DECLINE_CODES),
-            limit,
-            watch_s,
-            interval_s,
-        )
-        await conn.execute(
-            """UPDATE processor_attempts SET polled_at = clock_timestamp()
-                WHERE payment_id = ANY($1::text[])""",
-            [r["payment_id"] for r in rows],
-        )
-    return awaiting_from_rows(rows)
+    return await claim_for_poll(
+        pool,
+        limit,
+        """(p.status = ANY($2::text[])
+            OR (p.status = 'declined' AND p.decline_code = ANY($3::text[])))
+           AND p.updated_at >= clock_timestamp() - make_interval(secs => $4)
+           AND a.provider IS NOT NULL
+           AND (a.polled_at IS NULL
+                OR a.polled_at <= clock_timestamp() - make_interval(secs => $5))
+           AND NOT EXISTS (SELECT 1 FROM failed_transactions f WHERE f.txn_id = p.payment_id)""",
+        list(LATE_DEBIT_STATUSES),
+        list(LATE_DEBIT_DECLINE_CODES),
+        watch_s,
+        interval_s,
+    )
 
 
 async def record_late_debit(

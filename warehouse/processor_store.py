@@ -127,24 +127,39 @@ async def awaiting_payments(
     ages (an eighth of its age, at most ``backoff_s_max``): a UPI collect is usually approved in
     seconds, while a netbanking page left open or a bank transfer not yet sent may wait for
     hours, and asking about those every second would crowd out the rest."""
+    return await claim_for_poll(
+        pool,
+        limit,
+        """p.status = ANY($2::text[])
+           AND (a.polled_at IS NULL
+                OR a.polled_at <= clock_timestamp() - least(
+                       greatest(make_interval(secs => $3),
+                                (clock_timestamp() - a.created_at) / 8),
+                       make_interval(secs => $4)))""",
+        list(AWAITING_STATUSES),
+        interval_s,
+        backoff_s_max,
+    )
+
+
+async def claim_for_poll(
+    pool: asyncpg.Pool, limit: int, condition: str, *args: object
+) -> list[Awaiting]:
+    """Up to ``limit`` payments with a processor attempt (``p``: payments, ``a``: its
+    attempt) meeting ``condition`` (a constant SQL fragment whose parameters, ``args``, are
+    numbered from ``$2``), least recently polled first; each is marked polled now, in the same
+    transaction, so two pollers never ask about one payment at once."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
-            """SELECT p.payment_id, a.request::text AS request, a.provider,
-                      p.lifecycle::text AS lifecycle
-                 FROM payments p JOIN processor_attempts a USING (payment_id)
-                WHERE p.status = ANY($1::text[])
-                  AND (a.polled_at IS NULL
-                       OR a.polled_at <= clock_timestamp() - least(
-                              greatest(make_interval(secs => $3),
-                                       (clock_timestamp() - a.created_at) / 8),
-                              make_interval(secs => $4)))
-                ORDER BY a.polled_at NULLS FIRST, p.payment_id
-                LIMIT $2
-                  FOR UPDATE OF a SKIP LOCKED""",
-            list(AWAITING_STATUSES),
+            f"""SELECT p.payment_id, a.request::text AS request, a.provider,
+                       p.lifecycle::text AS lifecycle
+                  FROM payments p JOIN processor_attempts a USING (payment_id)
+                 WHERE {condition}
+                 ORDER BY a.polled_at NULLS FIRST, p.payment_id
+                 LIMIT $1
+                   FOR UPDATE OF a SKIP LOCKED""",  # noqa: S608 (condition: a constant)
             limit,
-            interval_s,
-            backoff_s_max,
+            *args,
         )
         await conn.execute(
             """UPDATE processor_attempts SET polled_at = clock_timestamp()
