@@ -451,7 +451,6 @@ class BalancesProcessor:
         posted = await self._posted(todo)
         pending: list[Awaitable[Any]] = []
         routed: list[_Routed] = []
-        in_flight_max = self.settings.postings_in_flight_max
         for item in todo:
             try:
                 entry = check_posted(item.lifecycle, posted.get(item.derived.entry_id))
@@ -469,15 +468,6 @@ class BalancesProcessor:
                         timestamp=out.occurred_at.timestamp(),
                     )
                 )
-                if len(pending) >= in_flight_max:
-                    # A batch fans out to thousands of postings.  Sent all at once, they fill
-                    # the producer's queues ahead of the tables' changelog records (Faust's
-                    # "producer buffer full": every agent's input waits for that buffer) and
-                    # keep the loop busy encoding.  Waiting for the broker's acknowledgement
-                    # chunk by chunk bounds that; the send order, which the balances' source
-                    # marks rely on, is unchanged.
-                    await asyncio.gather(*pending)
-                    pending = []
             routed.append(item)
         for e, code, reason in rejected:
             pending.append(await self._dead_letter(e, code, reason, ROUTE_CONSUMER))
@@ -549,16 +539,10 @@ class BalancesProcessor:
     # -- apply_postings ------------------------------------------------------------------------
 
     async def apply(self, events: Sequence[Event]) -> int:
-        """Fold one batch of postings into the tables; returns how many were new.
-
-        The batch's changes are written back once per key at its end: a table write is a
-        changelog record in Faust's producer buffer, and a burst of postings to a few accounts
-        (one merchant's pending, fees, GST; the platform's receivable) wrote one record per
-        posting, hundreds per batch, filling the buffer that every agent's input waits on."""
+        """Fold one batch of postings into the tables; returns how many were new."""
         applied = 0
         touched: dict[tuple[str, date], LiveRow] = {}
         rejected: list[tuple[Event, str, str]] = []
-        balances, view = _BatchWrites(self.balances), _BatchWrites(self.view)
         for event in events:
             try:
                 raw = event.value
@@ -568,12 +552,11 @@ class BalancesProcessor:
             except DecodeError as exc:
                 rejected.append((event, exc.code, exc.reason))
                 continue
-            new, row = self._apply_one(posted, event, balances, view)
+            with _as_current(event):
+                new, row = self._apply_one(posted)
             applied += new
             if row is not None:
                 touched[(row.account_id, row.day)] = row
-        balances.write_back()
-        view.write_back()
         if rejected:
             await asyncio.gather(
                 *[
@@ -591,32 +574,27 @@ class BalancesProcessor:
             )
         return applied
 
-    @staticmethod
-    def _apply_one(
-        posted: LedgerPosted, event: Event, balances: _BatchWrites, view: _BatchWrites
-    ) -> tuple[int, LiveRow | None]:
-        """Fold one posting (read as ``event``) into the batch's table writes; returns 1 if it
-        was new (0 for a re-send) and its live-view row, if it has one.  The row is returned
-        for re-sends too: a crash may have come between the table's update and the
+    def _apply_one(self, posted: LedgerPosted) -> tuple[int, LiveRow | None]:
+        """Fold one posting into the tables (the current event must be its message); returns
+        1 if it was new (0 for a re-send) and its live-view row, if it has one.  The row is
+        returned for re-sends too: a crash may have come between the table's update and the
         projection's."""
         account = posted.account_id
-        new = apply_delta(balances[account], posting_delta(posted))
+        new = apply_delta(self.balances[account], posting_delta(posted))
         contribution = view_contribution(posted)
         day = ist_day(posted.occurred_at)
         view_key = f"{account}|{day.isoformat()}"
         if new is not None:
-            balances.set(account, new, event)
+            self.balances[account] = new
             if contribution is not None:
-                current = view[view_key]
+                current = self.view[view_key]
                 total = add_totals(totals_from_json(current), contribution)
-                view.set(
-                    view_key,
-                    totals_to_json(total) | {"postings": int(current.get("postings", 0)) + 1},
-                    event,
-                )
+                self.view[view_key] = totals_to_json(total) | {
+                    "postings": int(current.get("postings", 0)) + 1
+                }
         if contribution is None:
             return (0 if new is None else 1), None
-        value = view[view_key]
+        value = self.view[view_key]
         owner, _ = account_owner_kind(account)
         row = LiveRow(
             account_id=account,
@@ -627,36 +605,6 @@ class BalancesProcessor:
             postings=int(value.get("postings", 0)),
         )
         return (0 if new is None else 1), row
-
-
-class _BatchWrites:
-    """A table's values as one batch changes them, written back once per key.
-
-    Reads see the batch's own writes first.  :meth:`write_back` writes each changed key once,
-    as its last event (the changelog record goes to that event's partition, which is the key's:
-    ``balances`` and ``settlement_day_view`` keys live on their account's ``ledger.postings``
-    partition)."""
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-        self._values: dict[str, Any] = {}
-        self._events: dict[str, Event] = {}
-
-    def __getitem__(self, key: str) -> Any:
-        if key in self._values:
-            return self._values[key]
-        return self._table[key]
-
-    def set(self, key: str, value: Any, event: Event) -> None:
-        self._values[key] = value
-        self._events[key] = event
-
-    def write_back(self) -> None:
-        for key, value in self._values.items():
-            with _as_current(self._events[key]):
-                self._table[key] = value
-        self._values.clear()
-        self._events.clear()
 
 
 @contextmanager

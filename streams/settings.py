@@ -41,9 +41,6 @@ class WorkerSettings(ServiceEndpoints):
     # Transient failures (database restart, broker hiccup) are retried with exponential backoff
     # up to this cap, forever: an agent that raised would acknowledge the batch and lose it.
     retry_backoff_s_max: float = 10.0
-    # ledger.postings messages a balances batch has in flight before it waits for the broker's
-    # acknowledgements (a lifecycle event fans out to 7-11 postings; see streams/balances.py).
-    postings_in_flight_max: int = Field(default=500, ge=1, le=100_000)
     pg_pool_size_max: int = 4
     # Offsets are committed this often; what was processed since is reprocessed after a crash,
     # which the idempotent writes absorb.
