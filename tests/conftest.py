@@ -9,6 +9,7 @@ never see each other's data.  Unmarked tests get none of these fixtures' service
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -62,7 +63,7 @@ async def pg_template(endpoints: ServiceEndpoints) -> AsyncIterator[str]:
     except (OSError, asyncpg.PostgresError) as exc:
         pytest.fail(f"PostgreSQL at the configured DSN is unreachable ({exc}); run `make up`")
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
+        await drop_database(conn, TEMPLATE_DB)
         await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
     finally:
         await conn.close()
@@ -70,9 +71,26 @@ async def pg_template(endpoints: ServiceEndpoints) -> AsyncIterator[str]:
     yield TEMPLATE_DB
     conn = await asyncpg.connect(endpoints.pg_dsn)
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
+        await drop_database(conn, TEMPLATE_DB)
     finally:
         await conn.close()
+
+
+async def drop_database(conn: asyncpg.Connection, name: str) -> None:
+    """Drop ``name``, ending the test's own leftover connections.  ``WITH (FORCE)`` is refused
+    while an autovacuum worker (a superuser process our role may not signal) is in that
+    database; a plain DROP cancels autovacuum itself, so that is the fallback, and leftover
+    connections are ended by a retry of FORCE once autovacuum has gone."""
+    for _ in range(10):
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            return
+        except asyncpg.InsufficientPrivilegeError:
+            with contextlib.suppress(asyncpg.ObjectInUseError):
+                await conn.execute(f"DROP DATABASE IF EXISTS {name}")
+                return
+            await asyncio.sleep(0.5)
+    await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -86,7 +104,7 @@ async def pg_dsn(endpoints: ServiceEndpoints, pg_template: str) -> AsyncIterator
     yield _with_database(endpoints.pg_dsn, name)
     conn = await asyncpg.connect(endpoints.pg_dsn)
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await drop_database(conn, name)
     finally:
         await conn.close()
 
