@@ -34,7 +34,7 @@ import asyncpg
 from models.events import PaymentRequested
 from models.ids import command_id_for
 from streams.connectors.base import Approved
-from warehouse.processor_operations import VOID_OPERATION_ID
+from warehouse.processor_operations import VOID_OPERATION_ID, Operation, queue_operation
 from warehouse.processor_store import Awaiting, claim_for_poll
 from warehouse.reports.rbi import record_failed_transaction
 
@@ -56,13 +56,14 @@ CHANNEL_OF_METHOD: Final = {
 }
 
 
-def reversal_operation_id(request: PaymentRequested, captured: bool) -> str:
-    """Our id of the operation that reverses a late debit: a refund of a captured payment
-    (derived from the payment, so finding it again names the same refund) or the void of a
+def reversal_of(request: PaymentRequested, found: Approved) -> Operation:
+    """The operation that reverses a late debit: a refund of what the processor captured (its
+    id derived from the payment, so finding it again names the same refund), or the void of a
     hold (a payment is voided at most once, and an ended payment was never voided)."""
-    if not captured:
-        return VOID_OPERATION_ID
-    return command_id_for("rfd", request.merchant_id, f"late-debit:{request.payment_id}")
+    if not found.captured:
+        return Operation(request.payment_id, VOID_OPERATION_ID, "void", 0, found.currency)
+    refund_id = command_id_for("rfd", request.merchant_id, f"late-debit:{request.payment_id}")
+    return Operation(request.payment_id, refund_id, "refund", found.amount_minor, found.currency)
 
 
 async def late_debit_candidates(
@@ -96,7 +97,7 @@ async def record_late_debit(
     and queue its reversal; returns the reversal's operation id, or ``None`` if this debit was
     already recorded (a second poll, another poller) and nothing changed."""
     request = item.request
-    operation_id = reversal_operation_id(request, found.captured)
+    reversal = reversal_of(request, found)
     async with pool.acquire() as conn, conn.transaction():
         recorded = await record_failed_transaction(
             conn,
@@ -110,21 +111,9 @@ async def record_late_debit(
             # is the earliest it can have been, so the turnaround is never counted short.
             debited_at=request.occurred_at,
             now=now,
-            reversal_operation_id=operation_id,
+            reversal_operation_id=reversal.operation_id,
         )
         if not recorded:
             return None
-        await conn.execute(
-            """INSERT INTO processor_operations (payment_id, operation_id, kind, provider,
-                      amount_minor, currency, provider_payment_ref)
-               VALUES ($1, $2, $3, $4, $5, $6, $7)
-               ON CONFLICT (payment_id, operation_id) DO NOTHING""",
-            request.payment_id,
-            operation_id,
-            "refund" if found.captured else "void",
-            found.provider,
-            found.amount_minor if found.captured else 0,
-            found.currency,
-            found.provider_ref,
-        )
-    return operation_id
+        await queue_operation(conn, reversal, found.provider, found.provider_ref)
+    return reversal.operation_id

@@ -97,6 +97,31 @@ async def record_operations(conn: asyncpg.Connection, applied: Sequence[Applied]
     return int(done.split()[-1])
 
 
+async def queue_operation(
+    conn: asyncpg.Connection,
+    op: Operation,
+    provider: ProviderName,
+    provider_payment_ref: str | None = None,
+) -> None:
+    """Queue one operation the books did not command (a late debit's reversal,
+    ``warehouse.late_debits``) at ``provider``, which may already have told us its id of the
+    payment.  Idempotent like :func:`record_operations`."""
+    await conn.execute(
+        """INSERT INTO processor_operations (payment_id, operation_id, kind, provider,
+                  amount_minor, currency, final, provider_payment_ref)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (payment_id, operation_id) DO NOTHING""",
+        op.payment_id,
+        op.operation_id,
+        op.kind,
+        provider,
+        op.amount_minor,
+        op.currency,
+        op.final,
+        provider_payment_ref,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """An operation the sender claimed for one attempt: ``attempt`` counts from 1."""

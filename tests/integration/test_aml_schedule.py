@@ -37,7 +37,7 @@ from models.methods import UpiMethod
 from models.money import Money
 from models.topics import PAYMENTS_LIFECYCLE, PAYMENTS_REQUESTED
 from tests.conftest import wait_for
-from warehouse.aml import rules, schedule
+from warehouse.aml import monitor, rules
 from warehouse.aml.cases import list_cases
 from warehouse.aml.schedule import FINAL, LEADER_LOCK_KEY, MONTH_TO_DATE, previous_month
 from warehouse.aml.settings import AmlSettings
@@ -208,7 +208,7 @@ async def test_the_sink_keeps_consuming_while_the_aml_rules_run(
             raise TimeoutError("the test never released the AML run")
         return real_rules(client, database, period, settings)
 
-    monkeypatch.setattr(schedule, "run_rules", gated_rules)
+    monkeypatch.setattr(monitor, "run_rules", gated_rules)
     now = datetime.now(UTC)
     period = ist_month_of(now)
     settings = SinkSettings(

@@ -8,6 +8,7 @@ period and subject.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -44,6 +45,9 @@ async def run_period(
     *,
     now: datetime,
 ) -> MonitorResult:
-    """Run every rule for IST month ``period`` and open cases for new alerts."""
-    run = run_rules(client, database, period, settings)
+    """Run every rule for IST month ``period`` and open cases for new alerts.  The rules'
+    queries block for seconds, so they run in a worker thread and the caller's event loop stays
+    free (the warehouse sink keeps consuming); ``client`` must serve no one else meanwhile
+    (clickhouse-connect serialises calls per client)."""
+    run = await asyncio.to_thread(run_rules, client, database, period, settings)
     return MonitorResult(run, await open_cases(conn, run.alerts, now=now))

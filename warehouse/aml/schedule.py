@@ -27,7 +27,6 @@ the error), listed by ``rizzpay aml runs``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -37,9 +36,7 @@ from typing import Any
 
 import asyncpg
 
-from warehouse.aml.cases import open_cases
-from warehouse.aml.monitor import MonitorResult
-from warehouse.aml.rules import run_rules
+from warehouse.aml.monitor import MonitorResult, run_period
 from warehouse.aml.settings import AmlSettings
 from warehouse.leader import LeaderLock
 from warehouse.reports.gst import ist_month_of, ist_month_window
@@ -141,11 +138,7 @@ async def recorded_run(
     clock: Clock,
 ) -> MonitorResult:
     """Run the rules for ``run.period`` and open cases, recording the run in ``aml_runs``.
-    A failure is recorded with its error (finished_at stays NULL) and raised again.
-
-    What ``monitor.run_period`` does, with the rules' blocking queries in a worker thread so
-    the caller's event loop is free while they run; ``client`` must not be used by anyone
-    else meanwhile (clickhouse-connect serialises calls per client)."""
+    A failure is recorded with its error (finished_at stays NULL) and raised again."""
     run_id = await conn.fetchval(
         "INSERT INTO aml_runs (period, kind, started_at) VALUES ($1, $2, $3) RETURNING run_id",
         run.period,
@@ -153,8 +146,7 @@ async def recorded_run(
         clock(),
     )
     try:
-        rule_run = await asyncio.to_thread(run_rules, client, database, run.period, settings)
-        result = MonitorResult(rule_run, await open_cases(conn, rule_run.alerts, now=clock()))
+        result = await run_period(client, database, conn, run.period, settings, now=clock())
     except Exception as exc:
         await conn.execute(
             "UPDATE aml_runs SET error = $2 WHERE run_id = $1",
